@@ -1,0 +1,47 @@
+"""Every span attribute key and event name this package writes, in one place.
+
+MLflow's own keys come from MLflow's constants so that the MLflow UI and trace searches read
+our spans exactly as they read spans from ``mlflow.bedrock.autolog``. Keys of our own live
+under ``bedrock_trace.`` and are listed in ``docs/attributes.md``.
+"""
+
+from __future__ import annotations
+
+from mlflow.entities import SpanType
+from mlflow.tracing.constant import SpanAttributeKey, TokenUsageKey
+
+__all__ = ["SpanAttributeKey", "SpanType", "TokenUsageKey"]
+
+SPAN_NAME_PREFIX = "BedrockRuntime."
+MESSAGE_FORMAT_BEDROCK = "bedrock"
+
+# MLflow keys (aliases, so the rest of the package imports every key from here).
+MODEL = SpanAttributeKey.MODEL
+PROVIDER = SpanAttributeKey.MODEL_PROVIDER
+MESSAGE_FORMAT = SpanAttributeKey.MESSAGE_FORMAT
+CHAT_USAGE = SpanAttributeKey.CHAT_USAGE
+CHAT_TOOLS = SpanAttributeKey.CHAT_TOOLS
+
+INPUT_TOKENS = TokenUsageKey.INPUT_TOKENS
+OUTPUT_TOKENS = TokenUsageKey.OUTPUT_TOKENS
+TOTAL_TOKENS = TokenUsageKey.TOTAL_TOKENS
+CACHE_READ_TOKENS = TokenUsageKey.CACHE_READ_INPUT_TOKENS
+CACHE_WRITE_TOKENS = TokenUsageKey.CACHE_CREATION_INPUT_TOKENS
+
+# Our own keys.
+_NS = "bedrock_trace."
+OPERATION = _NS + "operation"
+REGION = _NS + "region"
+REQUEST_ID = _NS + "request_id"
+HTTP_STATUS = _NS + "http_status"
+RETRY_ATTEMPTS = _NS + "retry_attempts"
+ERROR_CODE = _NS + "error_code"
+LATENCY_MS = _NS + "latency_ms"
+STOP_REASON = _NS + "stop_reason"
+USAGE_SOURCE = _NS + "usage_source"
+BODY_ERROR = _NS + "body_error"
+INCOMPLETE = _NS + "incomplete"
+END_REASON = _NS + "end_reason"
+
+# Span event names.
+EXCEPTION_EVENT = "exception"

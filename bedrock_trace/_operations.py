@@ -1,0 +1,321 @@
+"""One mapper per Bedrock Runtime operation, looked up by operation name.
+
+A mapper says how the caller's parameters become span inputs and attributes, and how a
+successful response becomes span outputs, usage and attributes. Errors, request ids, retries
+and the span's life are common to every operation and live in ``_call``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from botocore.response import StreamingBody
+
+from bedrock_trace import _keys as K
+from bedrock_trace import _models
+from bedrock_trace._config import TraceConfig
+from bedrock_trace._payload import decode_json_body, json_safe
+
+Attributes = dict[str, Any]
+
+
+@attrs.frozen
+class Finished:
+    """What a mapper extracted from a successful response."""
+
+    outputs: Any
+    attributes: Attributes
+
+
+def _without_metadata(parsed: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in parsed.items() if key != "ResponseMetadata"}
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+def _plain_inputs(params: Mapping[str, Any], config: TraceConfig) -> tuple[Any, Attributes]:
+    return json_safe(params, config.include_binary), {}
+
+
+def _read_request_body(body: Any, limit: int) -> bytes | bytearray | str | None:
+    """The bytes of an invoke_model request body, without consuming a caller's stream."""
+    if isinstance(body, (bytes, bytearray, str)):
+        return body
+    if hasattr(body, "read") and hasattr(body, "seek") and hasattr(body, "tell"):
+        position = body.tell()
+        try:
+            data = body.read(limit + 1)
+        finally:
+            body.seek(position)
+        return data if isinstance(data, (bytes, str)) else None
+    return None
+
+
+def _invoke_inputs(params: Mapping[str, Any], config: TraceConfig) -> tuple[Any, Attributes]:
+    inputs = dict(params)
+    attributes: Attributes = {}
+    body = params.get("body")
+    raw = _read_request_body(body, max(config.max_raw_body_chars, 10 * 1024 * 1024))
+    if raw is None:
+        if body is not None:
+            inputs["body"] = json_safe(body, config.include_binary)
+    else:
+        inputs["body"], reason = decode_json_body(
+            raw, include_binary=config.include_binary, max_raw_chars=config.max_raw_body_chars
+        )
+        if reason:
+            attributes[K.BODY_ERROR] = f"request {reason}"
+    for key, value in inputs.items():
+        if key != "body":
+            inputs[key] = json_safe(value, config.include_binary)
+    return inputs, attributes
+
+
+def _count_tokens_inputs(params: Mapping[str, Any], config: TraceConfig) -> tuple[Any, Attributes]:
+    # CountTokens wraps an InvokeModel body as a blob: show it decoded, as for invoke_model.
+    body = _models._dig(params, "input", "invokeModel", "body")
+    if not isinstance(body, (bytes, bytearray, str)):
+        return _plain_inputs(params, config)
+    decoded, reason = decode_json_body(
+        body, include_binary=config.include_binary, max_raw_chars=config.max_raw_body_chars
+    )
+    inputs = json_safe(params, config.include_binary)
+    inputs = {**inputs, "input": {**inputs["input"], "invokeModel": dict(inputs["input"]["invokeModel"])}}
+    inputs["input"]["invokeModel"]["body"] = decoded
+    return inputs, ({K.BODY_ERROR: f"request {reason}"} if reason else {})
+
+
+# --- start attributes -----------------------------------------------------------------------
+
+
+def _model_attributes(params: Mapping[str, Any]) -> Attributes:
+    model_id = params.get("modelId")
+    if not isinstance(model_id, str):
+        return {}
+    attributes: Attributes = {K.MODEL: model_id}
+    if provider := _models.provider_of(model_id):
+        attributes[K.PROVIDER] = provider
+    return attributes
+
+
+def chat_tools(tool_config: Any) -> list[dict[str, Any]]:
+    """Converse ``toolConfig.tools`` in MLflow's chat-tool form (OpenAI function style)."""
+    tools = tool_config.get("tools") if isinstance(tool_config, Mapping) else None
+    converted = []
+    for tool in tools if isinstance(tools, list) else ():
+        spec = tool.get("toolSpec") if isinstance(tool, Mapping) else None
+        if not isinstance(spec, Mapping):
+            continue  # cachePoint and system tools carry no function definition
+        function: dict[str, Any] = {"name": spec.get("name")}
+        if spec.get("description"):
+            function["description"] = spec["description"]
+        schema = _models._dig(spec, "inputSchema", "json")
+        if schema is not None:
+            function["parameters"] = schema
+        converted.append({"type": "function", "function": function})
+    return converted
+
+
+def _converse_attributes(params: Mapping[str, Any]) -> Attributes:
+    attributes = _model_attributes(params)
+    attributes[K.MESSAGE_FORMAT] = K.MESSAGE_FORMAT_BEDROCK
+    if tools := chat_tools(params.get("toolConfig")):
+        attributes[K.CHAT_TOOLS] = tools
+    return attributes
+
+
+# --- outputs -------------------------------------------------------------------------------
+
+
+def _plain_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: Any) -> Finished:
+    return Finished(json_safe(_without_metadata(parsed), call.config.include_binary), {})
+
+
+def converse_finish_attributes(response: Mapping[str, Any]) -> Attributes:
+    """Usage, stop reason and Bedrock's latency out of a Converse-shaped response."""
+    attributes: Attributes = {}
+    if usage := _models.converse_usage(response.get("usage")):
+        attributes[K.CHAT_USAGE] = usage
+    if isinstance(stop := response.get("stopReason"), str):
+        attributes[K.STOP_REASON] = stop
+    if (latency := _models._int(_models._dig(response, "metrics", "latencyMs"))) is not None:
+        attributes[K.LATENCY_MS] = latency
+    return attributes
+
+
+def _converse_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: Any) -> Finished:
+    outputs = json_safe(_without_metadata(parsed), call.config.include_binary)
+    return Finished(outputs, converse_finish_attributes(parsed))
+
+
+class BufferedBody(StreamingBody):  # type: ignore[misc]
+    """The invoke_model response body, already read, handed back through the same API.
+
+    The data is in memory, so there is no socket whose timeout could be set.
+    """
+
+    def set_socket_timeout(self, timeout: float) -> None:
+        return None
+
+
+class _ReplayThenFail(io.RawIOBase):
+    """Replays the bytes read before a read error, then raises that same error."""
+
+    def __init__(self, data: bytes, error: BaseException) -> None:
+        self._data = io.BytesIO(data)
+        self._error: BaseException | None = error
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._data.readinto(buffer)
+        if count or self._error is None:
+            return count
+        error, self._error = self._error, None
+        raise error
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            self._data.read()
+            error, self._error = self._error, None
+            if error is not None:
+                raise error
+            return b""
+        return super().read(size) or b""
+
+
+def read_body(body: StreamingBody, content_length: Any) -> tuple[bytes, BaseException | None, Any]:
+    """Read a response body fully, keeping what was read even if reading fails.
+
+    Returns:
+        ``(data, error, replacement)``: the replacement gives the caller the same bytes, the
+        same content-length check, and the same error at the same point.
+    """
+    chunks = []
+    error: BaseException | None = None
+    try:
+        while chunk := body.read(65536):
+            chunks.append(chunk)
+    except Exception as exc:  # noqa: BLE001 - handed back to the caller unchanged, not ours
+        error = exc
+    data = b"".join(chunks)
+    raw: Any = io.BytesIO(data) if error is None else _ReplayThenFail(data, error)
+    return data, error, BufferedBody(raw, content_length)
+
+
+def _invoke_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: Any) -> Finished:
+    config: TraceConfig = call.config
+    attributes: Attributes = {}
+    outputs = json_safe(_without_metadata(parsed), config.include_binary)
+    body = parsed.get("body")
+    decoded: Any = None
+    if isinstance(body, StreamingBody):
+        data, error, replacement = read_body(body, headers.get("content-length"))
+        # Hand the caller the buffered body: same bytes, same API (DESIGN.md 5.8).
+        parsed["body"] = replacement  # type: ignore[index]
+        if error is not None:
+            attributes[K.BODY_ERROR] = f"response body read failed: {type(error).__name__}: {error}"
+        decoded, reason = decode_json_body(
+            data, include_binary=config.include_binary, max_raw_chars=config.max_raw_body_chars
+        )
+        if reason and error is None:
+            attributes[K.BODY_ERROR] = f"response {reason}"
+        outputs["body"] = decoded
+    family = _models.family_of(call.params.get("modelId") if call.params else None)
+    usage = family.usage(decoded) if isinstance(decoded, Mapping) else None
+    if usage is not None:
+        attributes[K.USAGE_SOURCE] = "body"
+    elif usage := _models.header_usage(headers):
+        attributes[K.USAGE_SOURCE] = "headers"
+    if usage:
+        attributes[K.CHAT_USAGE] = usage
+    if isinstance(decoded, Mapping) and (stop := family.stop_reason(decoded)):
+        attributes[K.STOP_REASON] = stop
+    latency = _models._int(headers.get("x-amzn-bedrock-invocation-latency"))
+    if latency is not None:
+        attributes[K.LATENCY_MS] = latency
+    return Finished(outputs, attributes)
+
+
+# --- the table -----------------------------------------------------------------------------
+
+InputsFn = Callable[[Mapping[str, Any], TraceConfig], "tuple[Any, Attributes]"]
+FinishFn = Callable[[Mapping[str, Any], Mapping[str, str], Any], Finished]
+
+
+@attrs.frozen
+class Operation:
+    """How one Bedrock Runtime operation is traced."""
+
+    name: str
+    span_name: str
+    #: span type from the recorded (decoded) inputs
+    span_type: Callable[[Mapping[str, Any]], str]
+    inputs: InputsFn = _plain_inputs
+    attributes: Callable[[Mapping[str, Any]], Attributes] = _model_attributes
+    finish: FinishFn = _plain_finish
+    #: the key of the event stream in the response, for streaming operations
+    stream_key: str | None = None
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def _invoke_span_type(inputs: Mapping[str, Any]) -> str:
+    return _models.family_of(inputs.get("modelId")).span_type(inputs.get("body"))
+
+
+def _fixed(span_type: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda params: span_type
+
+
+def _op(name: str, span_type: Callable[[Mapping[str, Any]], str], **kw: Any) -> Operation:
+    return Operation(name=name, span_name=K.SPAN_NAME_PREFIX + _snake(name), span_type=span_type, **kw)
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        _op(
+            "Converse",
+            _fixed(K.SpanType.CHAT_MODEL),
+            attributes=_converse_attributes,
+            finish=_converse_finish,
+        ),
+        _op("InvokeModel", _invoke_span_type, inputs=_invoke_inputs, finish=_invoke_finish),
+        _op("ApplyGuardrail", _fixed(K.SpanType.GUARDRAIL)),
+        _op("InvokeGuardrailChecks", _fixed(K.SpanType.GUARDRAIL)),
+        _op("CountTokens", _fixed(K.SpanType.UNKNOWN), inputs=_count_tokens_inputs),
+        _op("StartAsyncInvoke", _fixed(K.SpanType.UNKNOWN)),
+        _op("GetAsyncInvoke", _fixed(K.SpanType.UNKNOWN)),
+        _op("ListAsyncInvokes", _fixed(K.SpanType.UNKNOWN)),
+    )
+}
+
+# Operations whose output is a bidirectional event stream cannot be traced from the events
+# botocore emits for a plain request/response call; they are left alone.
+_UNSUPPORTED = frozenset({"InvokeModelWithBidirectionalStream"})
+
+
+_generic: dict[str, Operation | None] = {}
+
+
+def operation_for(name: str, has_event_stream_output: bool) -> Operation | None:
+    """The mapper for an operation; a generic one for operations this version does not know.
+
+    Returns None for operations that are not traced (bidirectional streams, and event-stream
+    operations without a stream mapper).
+    """
+    op = OPERATIONS.get(name)
+    if op is not None:
+        return op
+    if name not in _generic:
+        supported = not has_event_stream_output and name not in _UNSUPPORTED
+        _generic[name] = _op(name, _fixed(K.SpanType.UNKNOWN)) if supported else None
+    return _generic[name]

@@ -1,0 +1,143 @@
+"""Turning the caller's objects into JSON-safe span payloads without touching them.
+
+The walk copies a container only when something inside it has to change (binary content,
+timestamps, objects JSON cannot hold), so the common case costs one pass and no allocation.
+MLflow serialises span inputs and outputs as soon as they are set, so a shallow view taken in
+the same synchronous call is enough: the caller cannot mutate anything in between.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+# Converse content blocks name their media by a short "format" next to the "source" bytes
+# (ImageBlock, DocumentBlock, VideoBlock in the Bedrock Runtime API reference).
+_MEDIA_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "pdf": "application/pdf",
+    "csv": "text/csv",
+    "doc": "application/msword",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xls": "application/vnd.ms-excel",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "html": "text/html",
+    "txt": "text/plain",
+    "md": "text/markdown",
+    "mkv": "video/x-matroska",
+    "mov": "video/quicktime",
+    "mp4": "video/mp4",
+    "webm": "video/webm",
+    "flv": "video/x-flv",
+    "mpeg": "video/mpeg",
+    "mpg": "video/mpeg",
+    "wmv": "video/x-ms-wmv",
+    "three_gp": "video/3gpp",
+}
+
+_MAX_DEPTH = 100
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def binary_placeholder(data: bytes, media: str | None = None) -> str:
+    """A short, stable description of binary content: media type, size and digest."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    kind = media or "application/octet-stream"
+    return f"[binary {kind}, {len(data)} bytes, sha256:{digest}]"
+
+
+def _binary(data: bytes, fmt: str | None, include_binary: bool) -> str:
+    if include_binary:
+        return base64.b64encode(data).decode("ascii")
+    media = _MEDIA_TYPES.get(fmt, fmt) if fmt else None
+    return binary_placeholder(data, media)
+
+
+def json_safe(value: Any, include_binary: bool = False) -> Any:
+    """Return ``value`` in a form MLflow can serialise faithfully, never mutating it.
+
+    Binary content becomes a placeholder (or base64 text with ``include_binary``),
+    timestamps become ISO-8601 text, and objects JSON cannot represent become a short
+    ``<module.Type>`` marker (their ``str`` may have side effects, so it is not called).
+    """
+    return _walk(value, include_binary, None, 0)
+
+
+def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    if depth >= _MAX_DEPTH:
+        return "[nested too deep]"
+    if isinstance(value, Mapping):
+        fmt_here = value.get("format")
+        if not isinstance(fmt_here, str):
+            fmt_here = fmt
+        out: dict[Any, Any] | None = None if type(value) is dict else {}
+        for key, item in value.items():
+            new = _walk(item, include_binary, fmt_here, depth + 1)
+            if out is None:
+                if new is item:
+                    continue
+                out = {}
+                for done_key, done_item in value.items():
+                    if done_key == key:
+                        break
+                    out[done_key] = done_item
+            out[key if isinstance(key, str) else str(key)] = new
+        return value if out is None else out
+    if isinstance(value, (list, tuple)):
+        items: list[Any] | None = None if type(value) is list else []
+        for index, item in enumerate(value):
+            new = _walk(item, include_binary, fmt, depth + 1)
+            if items is None:
+                if new is item:
+                    continue
+                items = list(value[:index])
+            items.append(new)
+        return value if items is None else items
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _binary(bytes(value), fmt, include_binary)
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return [_walk(item, include_binary, fmt, depth + 1) for item in value]
+    kind = type(value)
+    return f"<{kind.__module__}.{kind.__qualname__}>"
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut ``text`` to ``limit`` characters with an explicit marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[truncated {len(text) - limit} of {len(text)} chars]"
+
+
+def decode_json_body(
+    raw: bytes | bytearray | str, *, include_binary: bool, max_raw_chars: int
+) -> tuple[Any, str | None]:
+    """Decode an invoke_model request or response body for recording.
+
+    Returns:
+        ``(value, None)`` for a JSON body (binary content inside made JSON-safe), else
+        ``(bounded text or binary placeholder, reason it could not be parsed)``.
+    """
+    try:
+        decoded = json.loads(raw)
+    except ValueError as error:
+        reason = f"body is not valid JSON: {error}"
+    else:
+        return json_safe(decoded, include_binary), None
+    if isinstance(raw, str):
+        return truncate(raw, max_raw_chars), reason
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return _binary(bytes(raw), None, include_binary), "body is binary, not JSON"
+    return truncate(text, max_raw_chars), reason

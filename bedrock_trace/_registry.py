@@ -1,0 +1,104 @@
+"""``register`` / ``unregister``: which emitter a target has, and what is registered on it."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+import boto3
+import botocore.client
+import botocore.session
+
+from bedrock_trace import _handlers
+from bedrock_trace._call import reaper
+from bedrock_trace._config import DEFAULT_CONFIG, TraceConfig
+
+# One Handlers object per emitter we registered on. Keyed weakly: a dropped session or client
+# takes its registration with it. Handlers hold no reference back to the emitter.
+_registrations: weakref.WeakKeyDictionary[Any, _handlers.Handlers] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+_ACCEPTED = "a boto3.Session, a botocore.session.Session, a botocore client, or None"
+
+
+def _emitter_of(target: Any) -> tuple[Any, bool]:
+    """The event emitter of ``target`` and whether ``target`` is a client.
+
+    Raises:
+        TypeError: ``target`` is none of the accepted kinds.
+    """
+    if target is None:
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        target = boto3.DEFAULT_SESSION
+    if isinstance(target, boto3.session.Session):
+        return target.events, False
+    if isinstance(target, botocore.session.Session):
+        return target.get_component("event_emitter"), False
+    if isinstance(target, botocore.client.BaseClient):
+        return target.meta.events, True
+    kind = type(target)
+    raise TypeError(
+        f"bedrock_trace: expected {_ACCEPTED}; got {kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def _attach(emitter: Any, handlers: _handlers.Handlers) -> None:
+    for event, method, first in _handlers.TABLE:
+        register = emitter.register_first if first else emitter.register
+        register(event, getattr(handlers, method), unique_id=_handlers.unique_id(method))
+
+
+def _detach(emitter: Any) -> None:
+    for event, method, _first in _handlers.TABLE:
+        emitter.unregister(event, unique_id=_handlers.unique_id(method))
+
+
+def register(target: Any = None, *, config: TraceConfig | None = None) -> None:
+    """Trace the Bedrock Runtime calls of ``target`` as MLflow spans.
+
+    Args:
+        target: a ``boto3.Session`` or ``botocore.session.Session`` (covers the clients created
+            from it after this call), a botocore client such as
+            ``boto3.client("bedrock-runtime")`` (covers that client), or None for boto3's
+            default session (the one ``boto3.client(...)`` uses).
+        config: what to record; :class:`~bedrock_trace.TraceConfig` defaults when None.
+            Registering again replaces the configuration and never doubles the spans.
+
+    Raises:
+        TypeError: ``target`` is not one of the kinds above.
+    """
+    if config is not None and not isinstance(config, TraceConfig):
+        raise TypeError(f"bedrock_trace: config must be a TraceConfig; got {type(config)!r}")
+    emitter, is_client = _emitter_of(target)
+    reaper.start()
+    with _lock:
+        handlers = _registrations.get(emitter)
+        if handlers is None:
+            handlers = _registrations[emitter] = _handlers.Handlers(config or DEFAULT_CONFIG)
+            if is_client:
+                # The client may hold its session's handlers (copied with the emitter): its
+                # own registration takes their place, so one call never gets two spans.
+                _detach(emitter)
+        elif config is not None:
+            handlers.config = config
+        handlers.active = True
+        _attach(emitter, handlers)
+
+
+def unregister(target: Any = None) -> None:
+    """Stop tracing ``target``; idempotent.
+
+    For a session this includes the clients already created from it. Streams already handed
+    to the caller still end their spans.
+
+    Raises:
+        TypeError: ``target`` is not one of the kinds :func:`register` accepts.
+    """
+    emitter, _is_client = _emitter_of(target)
+    with _lock:
+        handlers = _registrations.get(emitter)
+        if handlers is not None:
+            handlers.active = False
+        _detach(emitter)
