@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import mlflow
 from botocore.exceptions import ClientError
@@ -102,11 +102,11 @@ def finish_response(call: Call, http_response: Any, parsed: Any, model: Any, con
         # The caller gets botocore's exception for this code right after after-call; record
         # the same type name and message it will carry.
         modeled = isinstance(code, str) and _is_modeled(model, code)
-        event = SpanEvent(
+        event = SpanEvent(  # type: ignore[abstract]  # a dataclass; MLflow builds it the same way
             name=K.EXCEPTION_EVENT,
             attributes={
                 "exception.type": code if modeled else "ClientError",
-                "exception.message": str(ClientError(dict(parsed), call.operation.name)),
+                "exception.message": str(ClientError(cast(Any, parsed), call.operation.name)),
             },
         )
         end_error(call, event, attributes)
@@ -118,11 +118,8 @@ def finish_response(call: Call, http_response: Any, parsed: Any, model: Any, con
 
 def _is_modeled(model: Any, code: str) -> bool:
     """Whether botocore raises a class named after ``code`` (a modeled error shape)."""
-    service_model = getattr(model, "service_model", None)
-    try:
-        return any(shape.name == code for shape in service_model.error_shapes)
-    except AttributeError:
-        return False
+    shapes = getattr(getattr(model, "service_model", None), "error_shapes", None) or ()
+    return any(shape.name == code for shape in shapes)
 
 
 def finish_exception(call: Call, exception: BaseException, context: Mapping[str, Any]) -> None:

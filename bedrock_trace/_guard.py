@@ -29,7 +29,8 @@ class _StrictState:
 
     def __init__(self) -> None:
         self.enabled = False
-        self.errors: list[tuple[str, BaseException]] = []
+        #: where errors are collected; None when nobody is collecting (production)
+        self.errors: list[tuple[str, BaseException]] | None = None
 
 
 strict = _StrictState()
@@ -42,7 +43,7 @@ def report(where: str, error: BaseException) -> None:
         first = key not in _seen
         if first:
             _seen.add(key)
-        if strict.enabled:
+        if strict.errors is not None:
             strict.errors.append((where, error))
     if first:
         logger.warning(
@@ -53,6 +54,12 @@ def report(where: str, error: BaseException) -> None:
             error,
         )
     logger.debug("bedrock_trace: internal error in %s", where, exc_info=error)
+
+
+def forget_seen() -> None:
+    """Log the next error of every kind at WARNING again (tests of the logging use this)."""
+    with _lock:
+        _seen.clear()
 
 
 class Guard:

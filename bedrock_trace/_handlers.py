@@ -50,7 +50,7 @@ class Handlers:
     def on_before_call(
         self, event_name: str, model: Any, params: dict[str, Any], context: Any, **kwargs: Any
     ) -> None:
-        """Open the span. Registered first on ``before-call.*.*``, so it runs even under a Stubber."""
+        """Open the span; registered first on ``before-call.*.*`` so a Stubber cannot hide it."""
         if not event_name.startswith(_BEFORE_CALL_PREFIX) or not self.active:
             return
         with _guard_before:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, Any, cast
 
 import attrs
 from botocore.response import StreamingBody
@@ -84,7 +84,10 @@ def _count_tokens_inputs(params: Mapping[str, Any], config: TraceConfig) -> tupl
         body, include_binary=config.include_binary, max_raw_chars=config.max_raw_body_chars
     )
     inputs = json_safe(params, config.include_binary)
-    inputs = {**inputs, "input": {**inputs["input"], "invokeModel": dict(inputs["input"]["invokeModel"])}}
+    inputs = {
+        **inputs,
+        "input": {**inputs["input"], "invokeModel": dict(inputs["input"]["invokeModel"])},
+    }
     inputs["input"]["invokeModel"]["body"] = decoded
     return inputs, ({K.BODY_ERROR: f"request {reason}"} if reason else {})
 
@@ -152,7 +155,7 @@ def _converse_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call
     return Finished(outputs, converse_finish_attributes(parsed))
 
 
-class BufferedBody(StreamingBody):  # type: ignore[misc]
+class BufferedBody(StreamingBody):
     """The invoke_model response body, already read, handed back through the same API.
 
     The data is in memory, so there is no socket whose timeout could be set.
@@ -190,22 +193,22 @@ class _ReplayThenFail(io.RawIOBase):
 
 
 def read_body(body: StreamingBody, content_length: Any) -> tuple[bytes, BaseException | None, Any]:
-    """Read a response body fully, keeping what was read even if reading fails.
+    """Read a response body whole, the way callers almost always do (``body.read()``).
 
     Returns:
-        ``(data, error, replacement)``: the replacement gives the caller the same bytes, the
-        same content-length check, and the same error at the same point.
+        ``(data, error, replacement)``. The replacement gives the caller the same bytes and the
+        same content-length check; if the read failed, it raises that very error at the
+        caller's first read, as the untraced body would have on ``read()``.
     """
-    chunks = []
-    error: BaseException | None = None
     try:
-        while chunk := body.read(65536):
-            chunks.append(chunk)
-    except Exception as exc:  # noqa: BLE001 - handed back to the caller unchanged, not ours
-        error = exc
-    data = b"".join(chunks)
-    raw: Any = io.BytesIO(data) if error is None else _ReplayThenFail(data, error)
-    return data, error, BufferedBody(raw, content_length)
+        data = body.read()
+    except Exception as error:  # noqa: BLE001 - the caller's error, handed back unchanged
+        return (
+            b"",
+            error,
+            BufferedBody(cast("IO[bytes]", _ReplayThenFail(b"", error)), content_length),
+        )
+    return data, None, BufferedBody(io.BytesIO(data), content_length)
 
 
 def _invoke_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: Any) -> Finished:
@@ -276,7 +279,9 @@ def _fixed(span_type: str) -> Callable[[Mapping[str, Any]], str]:
 
 
 def _op(name: str, span_type: Callable[[Mapping[str, Any]], str], **kw: Any) -> Operation:
-    return Operation(name=name, span_name=K.SPAN_NAME_PREFIX + _snake(name), span_type=span_type, **kw)
+    return Operation(
+        name=name, span_name=K.SPAN_NAME_PREFIX + _snake(name), span_type=span_type, **kw
+    )
 
 
 OPERATIONS: dict[str, Operation] = {

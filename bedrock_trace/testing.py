@@ -66,13 +66,13 @@ _CAPTURE_EXPERIMENT_ID = "0"
 _PLACEHOLDER_TRACKING_URI = "http://127.0.0.1:9"
 
 
-class _MemoryExporter(SpanExporter):  # type: ignore[misc]
+class _MemoryExporter(SpanExporter):
     def __init__(self) -> None:
         self.traces: list[Trace] = []
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> Any:
-        manager = InMemoryTraceManager.get_instance()
+        manager = InMemoryTraceManager.get_instance()  # type: ignore[no-untyped-call]
         for span in spans:
             if span.parent is not None:
                 continue
@@ -83,7 +83,7 @@ class _MemoryExporter(SpanExporter):  # type: ignore[misc]
         return SpanExportResult.SUCCESS
 
 
-class _MemoryProcessor(BaseMlflowSpanProcessor):  # type: ignore[misc]
+class _MemoryProcessor(BaseMlflowSpanProcessor):
     """MLflow's span bookkeeping, with traces kept in memory instead of logged."""
 
     def _start_trace(self, root_span: Any) -> TraceInfo:
@@ -118,7 +118,8 @@ class TraceCapture:
 
     def open_traces(self) -> int:
         """How many traces MLflow still holds open in this process (0 when all ended)."""
-        return len(InMemoryTraceManager.get_instance()._traces)
+        manager = InMemoryTraceManager.get_instance()  # type: ignore[no-untyped-call]
+        return len(manager._traces)
 
     def clear(self) -> None:
         """Forget the traces captured so far."""
@@ -132,7 +133,7 @@ def capture_traces() -> Iterator[TraceCapture]:
     # With mlflow-tracing alone and no tracking URI, MLflow fails while ending spans (it asks
     # for a default local store it does not ship). A URI that is never contacted avoids that;
     # our processor exports nowhere.
-    placeholder_uri = not _tracking_utils.is_tracking_uri_set()
+    placeholder_uri = not _tracking_utils.is_tracking_uri_set()  # type: ignore[no-untyped-call]
     if placeholder_uri:
         mlflow.set_tracking_uri(_PLACEHOLDER_TRACKING_URI)
     exporter = _MemoryExporter()
@@ -153,7 +154,7 @@ def capture_traces() -> Iterator[TraceCapture]:
             wrapper.once._done = previous_done
         tracer_provider.shutdown()
         if placeholder_uri:
-            mlflow.set_tracking_uri(None)
+            mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None unsets it
 
 
 def flush(timeout: float = 10.0) -> None:
@@ -188,12 +189,14 @@ def strict_guard() -> Iterator[None]:
 def expect_internal_errors() -> Iterator[list[tuple[str, BaseException]]]:
     """Inside :func:`strict_guard`, let internal errors be contained as in production.
 
-    Yields the list the errors of the block are collected in, for the test to inspect.
+    Yields the list the errors of the block are collected in, for the test to inspect. The
+    first error of each kind in the block is logged at WARNING, as in a fresh process.
     """
     state = _guard.strict
     saved_enabled, saved_errors = state.enabled, state.errors
     collected: list[tuple[str, BaseException]] = []
     state.enabled, state.errors = False, collected
+    _guard.forget_seen()
     try:
         yield collected
     finally:
@@ -242,9 +245,7 @@ def converse_response(
     }
 
 
-def invoke_model_response(
-    body: Any, *, content_type: str = "application/json"
-) -> dict[str, Any]:
+def invoke_model_response(body: Any, *, content_type: str = "application/json") -> dict[str, Any]:
     """An InvokeModel response for the Stubber: ``body`` (a dict is JSON-encoded) as a stream."""
     if isinstance(body, str):
         data = body.encode("utf-8")

@@ -25,9 +25,17 @@ MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 @pytest.fixture(autouse=True)
 def _offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the machine's AWS configuration and credentials out of every test."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL",
-                 "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+    ):
         monkeypatch.delenv(name, raising=False)
     empty = tmp_path_factory.mktemp("aws") / "empty"
     empty.write_text("")
@@ -62,7 +70,7 @@ def make_session() -> boto3.Session:
     )
 
 
-ONE_ATTEMPT = Config(retries={"mode": "standard", "max_attempts": 1})
+ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1})
 
 
 @pytest.fixture
