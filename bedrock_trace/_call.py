@@ -10,11 +10,7 @@ it on a background thread: a span left open would hold back the caller's whole t
 
 from __future__ import annotations
 
-import atexit
-import os
-import queue
-import threading
-import time
+import functools
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -24,8 +20,10 @@ from mlflow.entities import NoOpSpan, SpanEvent, SpanStatusCode
 
 from bedrock_trace import _keys as K
 from bedrock_trace._config import TraceConfig
-from bedrock_trace._guard import Guard
 from bedrock_trace._operations import Operation
+from bedrock_trace._payload import json_safe
+from bedrock_trace._reaper import reaper
+from bedrock_trace._streams import response_fields, wrap_stream
 
 CONTEXT_KEY = "bedrock_trace"
 
@@ -45,7 +43,12 @@ class Call:
     def __del__(self) -> None:
         if self.span is not None and not self.ended:
             self.ended = True
-            reaper.submit(self.span, "the call ended without a response event", error=True)
+            reaper.submit(functools.partial(_end_aborted, self.span))
+
+
+def _end_aborted(span: Any, end_time_ns: int) -> None:
+    span.set_attributes({K.INCOMPLETE: True, K.END_REASON: "the call ended without a response"})
+    span.end(status=SpanStatusCode.ERROR, end_time_ns=end_time_ns)
 
 
 def open_span(call: Call, params: Mapping[str, Any], context: Mapping[str, Any]) -> None:
@@ -111,9 +114,32 @@ def finish_response(call: Call, http_response: Any, parsed: Any, model: Any, con
         )
         end_error(call, event, attributes)
         return
-    finished = call.operation.finish(parsed, _headers(http_response), call)
+    op = call.operation
+    headers = _headers(http_response)
+    if op.stream_key is not None and op.accumulator and op.stream_finish:
+        _hand_over_stream(call, op, parsed, headers, attributes)
+        return
+    finished = op.finish(parsed, headers, call)
     attributes.update(finished.attributes)
     end_ok(call, finished.outputs, attributes)
+
+
+def _hand_over_stream(
+    call: Call, op: Operation, parsed: Any, headers: Mapping[str, str], attributes: dict[str, Any]
+) -> None:
+    """Give the span to a stream wrapper, which ends it when the stream ends."""
+    assert op.stream_key is not None
+    assert op.accumulator is not None
+    assert op.stream_finish is not None
+    accumulator = op.accumulator(call.params or {}, call.config)
+    finish = functools.partial(
+        op.stream_finish, fields=response_fields(parsed, op.stream_key), headers=headers
+    )
+    call.span.set_attributes(attributes)
+    if wrap_stream(parsed, op.stream_key, call.span, call.config, accumulator, finish):
+        call.span, call.ended = None, True  # the stream owns the span now
+    else:  # no stream in the response (should not happen): end with what there is
+        end_ok(call, json_safe(response_fields(parsed, op.stream_key), False), {})
 
 
 def _is_modeled(model: Any, code: str) -> bool:
@@ -150,67 +176,3 @@ def end_error(call: Call, event: SpanEvent, attributes: dict[str, Any]) -> None:
         span.set_attributes(attributes)
     finally:
         span.end(status=SpanStatusCode.ERROR)
-
-
-class _Reaper:
-    """Ends spans whose owner was garbage-collected, on a daemon thread.
-
-    Finalisers run at arbitrary points, possibly while this very thread holds a lock inside
-    MLflow, so they only enqueue (``SimpleQueue.put`` is safe there) and the work happens here.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._pid: int | None = None
-        self._start_lock = threading.Lock()
-
-    def start(self) -> None:
-        """Start the thread if this process has none yet (also after ``fork``)."""
-        if self._pid == os.getpid():
-            return
-        with self._start_lock:
-            if self._pid == os.getpid():
-                return
-            thread = threading.Thread(target=self._run, name="bedrock-trace-reaper", daemon=True)
-            thread.start()
-            self._pid = os.getpid()
-
-    def submit(self, span: Any, reason: str, *, error: bool) -> None:
-        """Queue ``span`` to be ended as incomplete, with the time of this call as its end."""
-        self._queue.put((span, reason, error, time.time_ns()))
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything submitted so far has been ended; True if it was."""
-        if self._pid != os.getpid():
-            self._drain_here()
-            return True
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
-
-    def _drain_here(self) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            self._handle(item)
-
-    def _run(self) -> None:
-        while True:
-            self._handle(self._queue.get())
-
-    @staticmethod
-    def _handle(item: Any) -> None:
-        if isinstance(item, threading.Event):
-            item.set()
-            return
-        span, reason, error, end_time_ns = item
-        with Guard("reaper", reraise_in_strict=False):
-            span.set_attributes({K.INCOMPLETE: True, K.END_REASON: reason})
-            status = SpanStatusCode.ERROR if error else SpanStatusCode.OK
-            span.end(status=status, end_time_ns=end_time_ns)
-
-
-reaper = _Reaper()
-atexit.register(reaper.flush, 5.0)

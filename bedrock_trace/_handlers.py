@@ -74,7 +74,7 @@ class Handlers:
             finally:
                 if not call.ended:  # the mapper failed: still end the span, once
                     call.ended = True
-                    call.span.end()
+                    call.span.end(status="ERROR")
 
     def on_after_call_error(self, exception: BaseException, context: Any, **kwargs: Any) -> None:
         """End the span with the transport error (connection, timeout, credentials)."""

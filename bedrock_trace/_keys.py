@@ -42,6 +42,10 @@ USAGE_SOURCE = _NS + "usage_source"
 BODY_ERROR = _NS + "body_error"
 INCOMPLETE = _NS + "incomplete"
 END_REASON = _NS + "end_reason"
+STREAM_EVENTS = _NS + "stream_events"
+DROPPED_EVENTS = _NS + "dropped_events"
+TIME_TO_FIRST_TOKEN_MS = _NS + "time_to_first_token_ms"
+FIRST_BYTE_LATENCY_MS = _NS + "first_byte_latency_ms"
 
 # Span event names.
 EXCEPTION_EVENT = "exception"

@@ -16,6 +16,7 @@ from botocore.response import StreamingBody
 
 from bedrock_trace import _keys as K
 from bedrock_trace import _models
+from bedrock_trace._accumulators import ChunkAccumulator, ConverseAccumulator, metrics_usage
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._payload import decode_json_body, json_safe
 
@@ -230,25 +231,71 @@ def _invoke_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: 
             attributes[K.BODY_ERROR] = f"response {reason}"
         outputs["body"] = decoded
     family = _models.family_of(call.params.get("modelId") if call.params else None)
-    usage = family.usage(decoded) if isinstance(decoded, Mapping) else None
+    attributes.update(invoke_body_attributes(family, decoded, headers, metrics=None))
+    return Finished(outputs, attributes)
+
+
+def invoke_body_attributes(
+    family: _models.Family, body: Any, headers: Mapping[str, str], metrics: Any
+) -> Attributes:
+    """Usage (body, then stream invocation metrics, then headers), stop reason, latency."""
+    attributes: Attributes = {}
+    usage = family.usage(body) if isinstance(body, Mapping) else None
     if usage is not None:
         attributes[K.USAGE_SOURCE] = "body"
+    elif usage := metrics_usage(metrics):
+        attributes[K.USAGE_SOURCE] = "invocation_metrics"
     elif usage := _models.header_usage(headers):
         attributes[K.USAGE_SOURCE] = "headers"
     if usage:
         attributes[K.CHAT_USAGE] = usage
-    if isinstance(decoded, Mapping) and (stop := family.stop_reason(decoded)):
+    if isinstance(body, Mapping) and (stop := family.stop_reason(body)):
         attributes[K.STOP_REASON] = stop
-    latency = _models._int(headers.get("x-amzn-bedrock-invocation-latency"))
-    if latency is not None:
-        attributes[K.LATENCY_MS] = latency
-    return Finished(outputs, attributes)
+    metrics = metrics if isinstance(metrics, Mapping) else {}
+    latency = metrics.get("invocationLatency", headers.get("x-amzn-bedrock-invocation-latency"))
+    if (latency_ms := _models._int(latency)) is not None:
+        attributes[K.LATENCY_MS] = latency_ms
+    if (first_byte := _models._int(metrics.get("firstByteLatency"))) is not None:
+        attributes[K.FIRST_BYTE_LATENCY_MS] = first_byte
+    return attributes
+
+
+# --- streams -------------------------------------------------------------------------------
+
+
+def _converse_stream_accumulator(params: Mapping[str, Any], config: TraceConfig) -> Any:
+    return ConverseAccumulator(config.include_binary)
+
+
+def _converse_stream_finish(
+    accumulator: Any, *, fields: Mapping[str, Any], headers: Mapping[str, str]
+) -> tuple[Any, Attributes]:
+    response = accumulator.build()
+    outputs = json_safe(response, accumulator.include_binary)
+    return outputs, converse_finish_attributes(response)
+
+
+def _invoke_stream_accumulator(params: Mapping[str, Any], config: TraceConfig) -> Any:
+    return ChunkAccumulator(params.get("modelId"), config.include_binary)
+
+
+def _invoke_stream_finish(
+    accumulator: Any, *, fields: Mapping[str, Any], headers: Mapping[str, str]
+) -> tuple[Any, Attributes]:
+    body = accumulator.build()
+    attributes = invoke_body_attributes(accumulator.family, body, headers, accumulator.metrics)
+    outputs = {
+        **json_safe(fields, accumulator.include_binary),
+        "body": json_safe(body, accumulator.include_binary),
+    }
+    return outputs, attributes
 
 
 # --- the table -----------------------------------------------------------------------------
 
 InputsFn = Callable[[Mapping[str, Any], TraceConfig], "tuple[Any, Attributes]"]
 FinishFn = Callable[[Mapping[str, Any], Mapping[str, str], Any], Finished]
+StreamFinishFn = Callable[..., "tuple[Any, Attributes]"]  # (accumulator, *, fields, headers)
 
 
 @attrs.frozen
@@ -262,8 +309,12 @@ class Operation:
     inputs: InputsFn = _plain_inputs
     attributes: Callable[[Mapping[str, Any]], Attributes] = _model_attributes
     finish: FinishFn = _plain_finish
-    #: the key of the event stream in the response, for streaming operations
+    #: streaming operations: the key of the event stream in the response,
     stream_key: str | None = None
+    #: the accumulator that rebuilds the non-streaming response from its events,
+    accumulator: Callable[[Mapping[str, Any], TraceConfig], Any] | None = None
+    #: and what the rebuilt response gives: (outputs, attributes)
+    stream_finish: StreamFinishFn | None = None
 
 
 def _snake(name: str) -> str:
@@ -294,6 +345,22 @@ OPERATIONS: dict[str, Operation] = {
             finish=_converse_finish,
         ),
         _op("InvokeModel", _invoke_span_type, inputs=_invoke_inputs, finish=_invoke_finish),
+        _op(
+            "ConverseStream",
+            _fixed(K.SpanType.CHAT_MODEL),
+            attributes=_converse_attributes,
+            stream_key="stream",
+            accumulator=_converse_stream_accumulator,
+            stream_finish=_converse_stream_finish,
+        ),
+        _op(
+            "InvokeModelWithResponseStream",
+            _invoke_span_type,
+            inputs=_invoke_inputs,
+            stream_key="body",
+            accumulator=_invoke_stream_accumulator,
+            stream_finish=_invoke_stream_finish,
+        ),
         _op("ApplyGuardrail", _fixed(K.SpanType.GUARDRAIL)),
         _op("InvokeGuardrailChecks", _fixed(K.SpanType.GUARDRAIL)),
         _op("CountTokens", _fixed(K.SpanType.UNKNOWN), inputs=_count_tokens_inputs),

@@ -11,8 +11,8 @@ import botocore.client
 import botocore.session
 
 from bedrock_trace import _handlers
-from bedrock_trace._call import reaper
 from bedrock_trace._config import DEFAULT_CONFIG, TraceConfig
+from bedrock_trace._reaper import reaper
 
 # One Handlers object per emitter we registered on. Keyed weakly: a dropped session or client
 # takes its registration with it. Handlers hold no reference back to the emitter.

@@ -48,13 +48,26 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bedrock_trace import _guard
-from bedrock_trace._call import reaper
+from bedrock_trace._eventstream import (
+    chunk_event,
+    encode_message,
+    error_message,
+    event_message,
+    exception_message,
+)
+from bedrock_trace._reaper import reaper
 
 __all__ = [
     "HttpStub",
     "TraceCapture",
     "capture_traces",
+    "chunk_event",
     "converse_response",
+    "converse_stream_messages",
+    "encode_message",
+    "error_message",
+    "event_message",
+    "exception_message",
     "expect_internal_errors",
     "flush",
     "invoke_model_response",
@@ -256,6 +269,55 @@ def invoke_model_response(body: Any, *, content_type: str = "application/json") 
     return {"body": StreamingBody(io.BytesIO(data), len(data)), "contentType": content_type}
 
 
+def converse_stream_messages(
+    text: str | None = "Hello!",
+    *,
+    tool_uses: Sequence[Mapping[str, Any]] = (),
+    stop_reason: str | None = None,
+    input_tokens: int = 10,
+    output_tokens: int = 5,
+    latency_ms: int = 123,
+    pieces: int = 3,
+) -> list[bytes]:
+    """The event-stream messages of a ConverseStream response, for :meth:`HttpStub.add_stream`.
+
+    The text arrives in ``pieces`` deltas; each tool use is a block of its own whose input JSON
+    arrives in two deltas. Ends with ``messageStop`` and ``metadata`` (usage and latency).
+    """
+    messages = [event_message("messageStart", {"role": "assistant"})]
+    index = 0
+    if text is not None:
+        size = max(1, -(-len(text) // pieces))
+        for start in range(0, max(len(text), 1), size):
+            delta = {"delta": {"text": text[start : start + size]}, "contentBlockIndex": index}
+            messages.append(event_message("contentBlockDelta", delta))
+        messages.append(event_message("contentBlockStop", {"contentBlockIndex": index}))
+        index += 1
+    for tool_use in tool_uses:
+        block_start = {"toolUse": {"toolUseId": tool_use["toolUseId"], "name": tool_use["name"]}}
+        messages.append(
+            event_message("contentBlockStart", {"start": block_start, "contentBlockIndex": index})
+        )
+        encoded = json.dumps(tool_use.get("input", {}))
+        half = len(encoded) // 2
+        for part in (encoded[:half], encoded[half:]):
+            delta = {"delta": {"toolUse": {"input": part}}, "contentBlockIndex": index}
+            messages.append(event_message("contentBlockDelta", delta))
+        messages.append(event_message("contentBlockStop", {"contentBlockIndex": index}))
+        index += 1
+    reason = stop_reason or ("tool_use" if tool_uses else "end_turn")
+    messages.append(event_message("messageStop", {"stopReason": reason}))
+    usage = {
+        "inputTokens": input_tokens,
+        "outputTokens": output_tokens,
+        "totalTokens": input_tokens + output_tokens,
+    }
+    messages.append(
+        event_message("metadata", {"usage": usage, "metrics": {"latencyMs": latency_ms}})
+    )
+    return messages
+
+
 class HttpStub:
     """Answer a client's requests with queued HTTP responses, from ``before-send``.
 
@@ -288,6 +350,22 @@ class HttpStub:
         all_headers.update(headers or {})
         self._queue.append((status, all_headers, bytes(body)))
         return self
+
+    def add_stream(
+        self,
+        messages: Sequence[bytes],
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_id: str = "00000000-0000-4000-8000-000000000000",
+    ) -> HttpStub:
+        """Queue a streaming response: encoded event-stream ``messages``, concatenated.
+
+        Build the messages with :func:`event_message`, :func:`chunk_event`,
+        :func:`exception_message` (or :func:`converse_stream_messages`).
+        """
+        all_headers = {"content-type": "application/vnd.amazon.eventstream"}
+        all_headers.update(headers or {})
+        return self.add(b"".join(messages), headers=all_headers, request_id=request_id)
 
     def add_error(self, error: BaseException) -> HttpStub:
         """Queue an exception to be raised instead of sending the request."""

@@ -110,3 +110,26 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def session_with_model_change(tmp_path, change):  # type: ignore[no-untyped-def]
+    """A botocore session whose bedrock-runtime model was edited by ``change(model)``.
+
+    Loaded through botocore's own data path, the way botocore loads any newer model.
+    """
+    import json
+
+    import botocore.session
+
+    loader = botocore.session.Session().get_component("data_loader")
+    version = loader.determine_latest_version("bedrock-runtime", "service-2")
+    model = loader.load_service_model("bedrock-runtime", "service-2", version)
+    model["shapes"].setdefault("String", {"type": "string"})
+    change(model)
+    folder = tmp_path / "bedrock-runtime" / version
+    folder.mkdir(parents=True)
+    (folder / "service-2.json").write_text(json.dumps(model))
+    session = botocore.session.Session()
+    session.get_component("data_loader").search_paths.insert(0, str(tmp_path))
+    session.set_credentials("AKIAFAKE", "fake-secret")
+    return session

@@ -12,7 +12,7 @@ from mlflow.entities import SpanStatusCode, SpanType
 
 from bedrock_trace.testing import converse_response
 
-from .conftest import MODEL_ID
+from .conftest import MODEL_ID, session_with_model_change
 
 
 class TestOtherOperations:
@@ -138,38 +138,26 @@ class TestOtherOperations:
 
     def test_operation_unknown_to_this_version_gets_a_generic_span(self, capture, tmp_path):
         """An operation added to the service model after this release is traced generically."""
-        import botocore.session
-
         import bedrock_trace
 
-        # A service model with one extra operation, loaded the way botocore loads any model.
-        probe = botocore.session.Session()
-        loader = probe.get_component("data_loader")
-        api_version = loader.determine_latest_version("bedrock-runtime", "service-2")
-        model = loader.load_service_model("bedrock-runtime", "service-2", api_version)
-        model["operations"]["FutureThing"] = {
-            "name": "FutureThing",
-            "http": {"method": "POST", "requestUri": "/future", "responseCode": 200},
-            "input": {"shape": "FutureThingRequest"},
-            "output": {"shape": "FutureThingResponse"},
-        }
-        model["shapes"]["FutureThingRequest"] = {
-            "type": "structure",
-            "required": ["question"],
-            "members": {"question": {"shape": "String"}},
-        }
-        model["shapes"]["FutureThingResponse"] = {
-            "type": "structure",
-            "members": {"answer": {"shape": "String"}},
-        }
-        model["shapes"].setdefault("String", {"type": "string"})
-        folder = tmp_path / "bedrock-runtime" / api_version
-        folder.mkdir(parents=True)
-        (folder / "service-2.json").write_text(json.dumps(model))
+        def add_operation(model):
+            model["operations"]["FutureThing"] = {
+                "name": "FutureThing",
+                "http": {"method": "POST", "requestUri": "/future", "responseCode": 200},
+                "input": {"shape": "FutureThingRequest"},
+                "output": {"shape": "FutureThingResponse"},
+            }
+            model["shapes"]["FutureThingRequest"] = {
+                "type": "structure",
+                "required": ["question"],
+                "members": {"question": {"shape": "String"}},
+            }
+            model["shapes"]["FutureThingResponse"] = {
+                "type": "structure",
+                "members": {"answer": {"shape": "String"}},
+            }
 
-        session = botocore.session.Session()
-        session.get_component("data_loader").search_paths.insert(0, str(tmp_path))
-        session.set_credentials("AKIAFAKE", "fake-secret")
+        session = session_with_model_change(tmp_path, add_operation)
         bedrock_trace.register(session)
         client = session.create_client("bedrock-runtime", region_name="us-east-1")
         with Stubber(client) as stub:

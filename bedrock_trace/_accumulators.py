@@ -1,0 +1,510 @@
+"""Accumulators: rebuild the non-streaming response from stream events.
+
+Each accumulator takes the events of one stream, in order, and builds what the non-streaming
+operation would have returned for the same content, so the non-streaming mapper finishes the
+span for both (usage, stop reason, latency). ``add`` returns the name and JSON text of the
+span event to record, and whether the event carried model output (for time to first token).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import attrs
+
+from bedrock_trace import _models
+from bedrock_trace._payload import json_safe
+
+Recorded = tuple[str, str, bool]  # span event name, JSON text, carries model output
+
+
+def _dumps(value: Any, include_binary: bool) -> str:
+    return json.dumps(json_safe(value, include_binary), separators=(",", ":"))
+
+
+# Stream payloads come from the network: every field is checked before use, never assumed.
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _index(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _parse_json(text: str) -> Any:
+    """Tool input assembled from deltas; kept as the raw text if it does not parse."""
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@attrs.define
+class _Block:
+    """One content block of a converse-shaped message, by content-block index."""
+
+    kind: str | None = None
+    start: dict[str, Any] = attrs.Factory(dict)
+    text: list[str] = attrs.Factory(list)
+    tool_input: list[str] = attrs.Factory(list)
+    reasoning: list[str] = attrs.Factory(list)
+    signature: str | None = None
+    redacted: list[bytes] = attrs.Factory(list)
+    citations: list[Any] = attrs.Factory(list)
+    tool_result: list[Any] = attrs.Factory(list)
+    image_source: Any = None
+
+    def build(self) -> dict[str, Any]:
+        if self.kind == "toolUse":
+            tool_use = dict(self.start)
+            tool_use["input"] = _parse_json("".join(self.tool_input))
+            return {"toolUse": tool_use}
+        if self.kind == "toolResult":
+            return {"toolResult": {**self.start, "content": list(self.tool_result)}}
+        if self.kind == "image":
+            return {"image": {**self.start, "source": self.image_source}}
+        if self.kind == "reasoningContent":
+            if self.redacted and not self.reasoning:
+                return {"reasoningContent": {"redactedContent": b"".join(self.redacted)}}
+            reasoning_text: dict[str, Any] = {"text": "".join(self.reasoning)}
+            if self.signature is not None:
+                reasoning_text["signature"] = self.signature
+            return {"reasoningContent": {"reasoningText": reasoning_text}}
+        if self.citations:
+            return {
+                "citationsContent": {
+                    "content": [{"text": "".join(self.text)}],
+                    "citations": list(self.citations),
+                }
+            }
+        return {"text": "".join(self.text)}
+
+
+class ConverseAccumulator:
+    """ConverseStream events (and Nova's messages-v1 chunks, which share their names).
+
+    Sample events (ConverseStreamOutput in the Bedrock Runtime API reference)::
+
+        {"messageStart": {"role": "assistant"}}
+        {"contentBlockStart": {"start": {"toolUse": {"toolUseId": "t1", "name": "f"}},
+                               "contentBlockIndex": 1}}
+        {"contentBlockDelta": {"delta": {"text": "Hel"}, "contentBlockIndex": 0}}
+        {"contentBlockDelta": {"delta": {"toolUse": {"input": "{\\"city\\": "}},
+                               "contentBlockIndex": 1}}
+        {"contentBlockStop": {"contentBlockIndex": 1}}
+        {"messageStop": {"stopReason": "tool_use"}}
+        {"metadata": {"usage": {"inputTokens": 9, ...}, "metrics": {"latencyMs": 300}}}
+    """
+
+    _TOP_LEVEL = ("usage", "metrics", "trace", "performanceConfig", "serviceTier")
+
+    def __init__(self, include_binary: bool = False) -> None:
+        self.include_binary = include_binary
+        self.role = "assistant"
+        self.blocks: dict[int, _Block] = {}
+        self.response: dict[str, Any] = {}
+        self.unknown: list[dict[str, Any]] = []
+
+    def add(self, event: Mapping[str, Any]) -> Recorded:
+        """Take one stream event; a dict with exactly one key, the event type."""
+        name, payload = next(iter(event.items())) if event else ("unknown", {})
+        content = self.apply(name, payload)
+        return name, _dumps(payload, self.include_binary), content
+
+    def apply(self, name: str, payload: Any) -> bool:
+        if not isinstance(payload, Mapping):
+            self.unknown.append({name: payload})
+            return False
+        if name == "messageStart":
+            self.role = _text(payload.get("role")) or self.role
+            return False
+        if name == "contentBlockStart":
+            block = self._block(payload)
+            start = payload.get("start")
+            if isinstance(start, Mapping) and start:
+                kind, value = next(iter(start.items()))
+                block.kind, block.start = str(kind), dict(_dict(value))
+            return True
+        if name == "contentBlockDelta":
+            delta = payload.get("delta")
+            if isinstance(delta, Mapping):
+                self._delta(self._block(payload), delta)
+            return True
+        if name == "contentBlockStop":
+            return False
+        if name == "messageStop":
+            self.response.update(payload)
+            return False
+        if name == "metadata":
+            for key in self._TOP_LEVEL:
+                if key in payload:
+                    self.response[key] = payload[key]
+            return False
+        # A future event type: kept in the rebuilt output so nothing is lost.
+        self.unknown.append({name: payload})
+        return False
+
+    def _block(self, payload: Mapping[str, Any]) -> _Block:
+        index = _index(payload.get("contentBlockIndex"))
+        block = self.blocks.get(index)
+        if block is None:
+            block = self.blocks[index] = _Block()
+        return block
+
+    @staticmethod
+    def _delta(block: _Block, delta: Mapping[str, Any]) -> None:
+        if "text" in delta:
+            block.text.append(_text(delta["text"]))
+        if "toolUse" in delta:
+            block.kind = "toolUse"
+            block.tool_input.append(_text(_dict(delta["toolUse"]).get("input")))
+        if "reasoningContent" in delta:
+            block.kind = "reasoningContent"
+            reasoning = _dict(delta["reasoningContent"])
+            if "text" in reasoning:
+                block.reasoning.append(_text(reasoning["text"]))
+            if "signature" in reasoning:
+                block.signature = _text(reasoning["signature"])
+            redacted = reasoning.get("redactedContent")
+            if isinstance(redacted, (bytes, bytearray)):
+                block.redacted.append(bytes(redacted))
+        if "citation" in delta:
+            block.citations.append(delta["citation"])
+        if "toolResult" in delta:
+            block.kind = "toolResult"
+            block.tool_result.extend(_list(delta["toolResult"]))
+        if "image" in delta:
+            block.kind = "image"
+            block.image_source = _dict(delta["image"]).get("source")
+
+    def build(self) -> dict[str, Any]:
+        """The Converse response these events amount to."""
+        content = [self.blocks[index].build() for index in sorted(self.blocks)]
+        response: dict[str, Any] = {"output": {"message": {"role": self.role, "content": content}}}
+        response.update(self.response)
+        if self.unknown:
+            response["unknownEvents"] = list(self.unknown)
+        return response
+
+
+# --- invoke_model_with_response_stream -----------------------------------------------------
+
+INVOCATION_METRICS = "amazon-bedrock-invocationMetrics"
+
+
+def metrics_usage(metrics: Any) -> dict[str, int] | None:
+    """Usage from ``amazon-bedrock-invocationMetrics`` in the last chunk of a stream."""
+    if not isinstance(metrics, Mapping):
+        return None
+    return _models.make_usage(
+        metrics.get("inputTokenCount"),
+        metrics.get("outputTokenCount"),
+        cache_read=metrics.get("cacheReadInputTokenCount"),
+        cache_write=metrics.get("cacheWriteInputTokenCount"),
+    )
+
+
+class ChunkAccumulator:
+    """InvokeModelWithResponseStream ``chunk`` events, rebuilt per model family.
+
+    Every chunk is ``{"chunk": {"bytes": b"<JSON of the model's own streaming format>"}}``;
+    the family decides how the decoded chunks add up to the non-streaming body.
+    """
+
+    def __init__(self, model_id: Any, include_binary: bool = False) -> None:
+        self.include_binary = include_binary
+        self.family = _models.family_of(model_id)
+        self.builder = _BUILDERS.get(self.family.name, _GenericBuilder)()
+        self.metrics: dict[str, Any] | None = None
+        self.unknown: list[Any] = []
+
+    def add(self, event: Mapping[str, Any]) -> Recorded:
+        chunk = event.get("chunk") if isinstance(event, Mapping) else None
+        raw = chunk.get("bytes") if isinstance(chunk, Mapping) else None
+        if not isinstance(raw, (bytes, bytearray)):
+            # Not a chunk: a future event type. Recorded as it came, kept in the output.
+            name = next(iter(event), "unknown") if isinstance(event, Mapping) else "unknown"
+            self.unknown.append(event)
+            return str(name), _dumps(event, self.include_binary), False
+        text = bytes(raw).decode("utf-8", errors="replace")
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            self.unknown.append(text)
+            return "chunk", json.dumps(text), False
+        if not isinstance(decoded, dict):
+            self.unknown.append(decoded)
+            return "chunk", text, False
+        metrics = decoded.pop(INVOCATION_METRICS, None)
+        if isinstance(metrics, Mapping):
+            self.metrics = dict(metrics)
+        content = self.builder.add(decoded)
+        kind = decoded.get("type")
+        return (kind if isinstance(kind, str) else "chunk"), text, content
+
+    def build(self) -> Any:
+        body = self.builder.build()
+        if self.unknown and isinstance(body, dict):
+            body["unknownChunks"] = list(self.unknown)
+        return body
+
+
+class _GenericBuilder:
+    """Unknown families: the decoded chunks, in order."""
+
+    def __init__(self) -> None:
+        self.chunks: list[Any] = []
+
+    def add(self, chunk: dict[str, Any]) -> bool:
+        self.chunks.append(chunk)
+        return True
+
+    def build(self) -> Any:
+        return {"chunks": self.chunks}
+
+
+class _AnthropicBuilder:
+    """Anthropic Messages API streaming events (model-parameters-anthropic-claude-messages).
+
+    Sample::
+
+        {"type": "message_start", "message": {"id": "msg_1", "role": "assistant",
+         "content": [], "usage": {"input_tokens": 12, "output_tokens": 1}}}
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
+        {"type": "content_block_stop", "index": 0}
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+         "usage": {"output_tokens": 5}}
+        {"type": "message_stop", "amazon-bedrock-invocationMetrics": {...}}
+    """
+
+    _TEXT_DELTAS: ClassVar[dict[str, str]] = {
+        "text_delta": "text",
+        "thinking_delta": "thinking",
+        "signature_delta": "signature",
+    }
+
+    def __init__(self) -> None:
+        self.message: dict[str, Any] = {"type": "message", "role": "assistant", "content": []}
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.partial_json: dict[int, list[str]] = {}
+        self.usage: dict[str, Any] = {}
+
+    def add(self, chunk: dict[str, Any]) -> bool:
+        kind = chunk.get("type")
+        if kind == "message_start":
+            message = _dict(chunk.get("message"))
+            self.message.update({k: v for k, v in message.items() if k != "content"})
+            self.usage.update(_dict(message.get("usage")))
+            return False
+        if kind == "content_block_start":
+            self.blocks[_index(chunk.get("index"))] = dict(_dict(chunk.get("content_block")))
+            return True
+        if kind == "content_block_delta":
+            index = _index(chunk.get("index"))
+            block = self.blocks.setdefault(index, {"type": "text", "text": ""})
+            delta = _dict(chunk.get("delta"))
+            delta_type = delta.get("type")
+            if delta_type == "input_json_delta":
+                self.partial_json.setdefault(index, []).append(_text(delta.get("partial_json")))
+            elif delta_type == "citations_delta":
+                citations = block.get("citations")
+                if not isinstance(citations, list):
+                    citations = block["citations"] = []
+                citations.append(delta.get("citation"))
+            elif delta_type in self._TEXT_DELTAS:
+                field = self._TEXT_DELTAS[delta_type]
+                block[field] = _text(block.get(field)) + _text(delta.get(field))
+            return True
+        if kind == "message_delta":
+            self.message.update(_dict(chunk.get("delta")))
+            self.usage.update(_dict(chunk.get("usage")))
+            return False
+        return False
+
+    def build(self) -> dict[str, Any]:
+        message = dict(self.message)
+        content = []
+        for index in sorted(self.blocks):
+            block = dict(self.blocks[index])
+            if index in self.partial_json:
+                block["input"] = _parse_json("".join(self.partial_json[index]))
+            content.append(block)
+        message["content"] = content
+        if self.usage:
+            message["usage"] = dict(self.usage)
+        return message
+
+
+class _NovaBuilder:
+    """Amazon Nova messages-v1 chunks: the ConverseStream event names (model-parameters-nova)."""
+
+    def __init__(self) -> None:
+        self.converse = ConverseAccumulator()
+
+    def add(self, chunk: dict[str, Any]) -> bool:
+        content = False
+        for name, payload in chunk.items():
+            content = self.converse.apply(name, payload) or content
+        return content
+
+    def build(self) -> dict[str, Any]:
+        return self.converse.build()
+
+
+class _TextFieldBuilder:
+    """Families whose chunks carry a text fragment and final counters at the top level."""
+
+    TEXT = ""
+    KEEP: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.fields: dict[str, Any] = {}
+
+    def add(self, chunk: dict[str, Any]) -> bool:
+        text = chunk.get(self.TEXT)
+        if isinstance(text, str):
+            self.parts.append(text)
+        for key in self.KEEP:
+            if chunk.get(key) is not None:
+                self.fields[key] = chunk[key]
+        return bool(text)
+
+    def build(self) -> dict[str, Any]:
+        return {self.TEXT: "".join(self.parts), **self.fields}
+
+
+class _LlamaBuilder(_TextFieldBuilder):
+    """Meta Llama: ``generation`` fragments, counts, ``stop_reason`` (model-parameters-meta)."""
+
+    TEXT = "generation"
+    KEEP = ("prompt_token_count", "generation_token_count", "stop_reason")
+
+
+class _TitanTextBuilder(_TextFieldBuilder):
+    """Titan Text: ``outputText`` fragments (model-parameters-titan-text)."""
+
+    TEXT = "outputText"
+    KEEP = ("inputTextTokenCount", "totalOutputTextTokenCount", "completionReason")
+
+    def build(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"outputText": "".join(self.parts)}
+        if "totalOutputTextTokenCount" in self.fields:
+            result["tokenCount"] = self.fields["totalOutputTextTokenCount"]
+        if "completionReason" in self.fields:
+            result["completionReason"] = self.fields["completionReason"]
+        body: dict[str, Any] = {"results": [result]}
+        if "inputTextTokenCount" in self.fields:
+            body["inputTextTokenCount"] = self.fields["inputTextTokenCount"]
+        return body
+
+
+class _ChoicesBuilder:
+    """OpenAI-style chunks with ``choices``: Mistral chat, AI21 Jamba, gpt-oss, DeepSeek.
+
+    Handles ``choices[i].delta.content`` (chat completions), ``choices[i].text`` (DeepSeek
+    text) and ``outputs[i].text`` (Mistral text completions).
+    """
+
+    def __init__(self) -> None:
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.outputs: dict[int, dict[str, Any]] = {}
+        self.extra: dict[str, Any] = {}
+
+    def add(self, chunk: dict[str, Any]) -> bool:
+        content = False
+        for position, choice in enumerate(_list(chunk.get("choices"))):
+            if not isinstance(choice, Mapping):
+                continue
+            index = choice.get("index")
+            target = self.choices.setdefault(_index(index) if index is not None else position, {})
+            delta = choice.get("delta")
+            if isinstance(delta, Mapping):
+                message = target.setdefault("message", {"role": "assistant", "content": ""})
+                for key in ("content", "reasoning_content"):
+                    if isinstance(delta.get(key), str):
+                        message[key] = _text(message.get(key)) + delta[key]
+                        content = True
+                if isinstance(delta.get("role"), str):
+                    message["role"] = delta["role"]
+                if delta.get("tool_calls"):
+                    message.setdefault("tool_calls", []).extend(_list(delta["tool_calls"]))
+            if isinstance(choice.get("text"), str):
+                target["text"] = _text(target.get("text")) + choice["text"]
+                content = True
+            for key in ("finish_reason", "stop_reason"):
+                if choice.get(key) is not None:
+                    target[key] = choice[key]
+        for position, output in enumerate(_list(chunk.get("outputs"))):
+            if isinstance(output, Mapping):
+                target = self.outputs.setdefault(position, {"text": ""})
+                target["text"] += _text(output.get("text"))
+                if output.get("stop_reason") is not None:
+                    target["stop_reason"] = output["stop_reason"]
+                content = True
+        for key in ("usage", "id", "model"):
+            if chunk.get(key) is not None:
+                self.extra[key] = chunk[key]
+        return content
+
+    def build(self) -> dict[str, Any]:
+        body: dict[str, Any] = dict(self.extra)
+        if self.choices:
+            body["choices"] = [{"index": i, **self.choices[i]} for i in sorted(self.choices)]
+        if self.outputs:
+            body["outputs"] = [self.outputs[i] for i in sorted(self.outputs)]
+        return body
+
+
+class _CohereBuilder:
+    """Cohere Command R: text-generation events, then stream-end with the full response."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.final: dict[str, Any] | None = None
+        self.finish_reason: Any = None
+
+    def add(self, chunk: dict[str, Any]) -> bool:
+        if chunk.get("event_type") == "stream-end":
+            response = chunk.get("response")
+            self.final = dict(response) if isinstance(response, Mapping) else None
+            self.finish_reason = chunk.get("finish_reason")
+            return False
+        text = chunk.get("text")
+        generating = chunk.get("event_type", "text-generation") == "text-generation"
+        if isinstance(text, str) and generating:
+            self.parts.append(text)
+            return True
+        return False
+
+    def build(self) -> dict[str, Any]:
+        body = self.final or {"text": "".join(self.parts)}
+        if self.finish_reason is not None:
+            body.setdefault("finish_reason", self.finish_reason)
+        return body
+
+
+_BUILDERS: dict[str, type[Any]] = {
+    "anthropic": _AnthropicBuilder,
+    "amazon-nova": _NovaBuilder,
+    "amazon-titan-text": _TitanTextBuilder,
+    "meta-llama": _LlamaBuilder,
+    "mistral": _ChoicesBuilder,
+    "ai21-jamba": _ChoicesBuilder,
+    "deepseek": _ChoicesBuilder,
+    "openai": _ChoicesBuilder,
+    "cohere-command": _CohereBuilder,
+}

@@ -1,0 +1,209 @@
+"""Stream wrappers: every stream event becomes a span event; the span ends exactly once.
+
+``after-call`` replaces ``parsed["stream"]`` (ConverseStream) or ``parsed["body"]``
+(InvokeModelWithResponseStream) with a :class:`TracedEventStream`: still an instance of
+botocore's ``EventStream``, handing the caller the very event objects botocore parsed. The
+span ends, with the output rebuilt from the events so far, when the stream
+
+- is exhausted (status OK);
+- raises while being iterated (an exception event such as ``throttlingException``, a read
+  timeout): status ERROR, the exception recorded, the caller gets the original exception;
+- is closed (``close()``, ``with``), broken off (the iterator is closed or collected after a
+  ``break``) or dropped without being read: status OK, ``bedrock_trace.incomplete``.
+
+Endings that can happen inside a finaliser go through the reaper thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from botocore.eventstream import EventStream
+from botocore.exceptions import ClientError
+from mlflow.entities import SpanEvent, SpanStatusCode
+
+from bedrock_trace import _keys as K
+from bedrock_trace._config import TraceConfig
+from bedrock_trace._guard import Guard
+from bedrock_trace._reaper import reaper
+
+_guard_event = Guard("stream event")
+_guard_end = Guard("stream end")
+_guard_final = Guard("stream finaliser", reraise_in_strict=False)
+
+Finish = Callable[[Any], tuple[Any, dict[str, Any]]]
+
+
+class StreamState:
+    """What one stream has produced so far, and its span (owned by the stream from now on)."""
+
+    __slots__ = (
+        "accumulator",
+        "config",
+        "dropped",
+        "ended",
+        "finish",
+        "first_output_ns",
+        "lock",
+        "recorded",
+        "span",
+        "start_ns",
+        "total",
+    )
+
+    def __init__(self, span: Any, config: TraceConfig, accumulator: Any, finish: Finish) -> None:
+        self.span = span
+        self.config = config
+        self.accumulator = accumulator
+        self.finish = finish
+        self.ended = False
+        self.lock = threading.Lock()
+        self.recorded = 0
+        self.dropped = 0
+        self.total = 0
+        self.start_ns: int = span.start_time_ns
+        self.first_output_ns: int | None = None
+
+    def on_event(self, event: Any) -> None:
+        """Record one event: a span event (up to the cap) and its share of the output."""
+        if self.ended:
+            return
+        self.total += 1
+        name, text, output = self.accumulator.add(event)
+        if output and self.first_output_ns is None:
+            self.first_output_ns = time.time_ns()
+        if self.recorded < self.config.max_stream_events:
+            self.recorded += 1
+            self.span.add_event(SpanEvent(name, attributes={"json": text}))  # type: ignore[abstract]
+        else:
+            self.dropped += 1
+
+    def end(
+        self,
+        *,
+        reason: str | None = None,
+        error: BaseException | None = None,
+        end_time_ns: int | None = None,
+    ) -> None:
+        """End the span once: complete (no reason), incomplete (reason) or failed (error)."""
+        with self.lock:
+            if self.ended:
+                return
+            self.ended = True
+        span = self.span
+        try:
+            outputs, attributes = self.finish(self.accumulator)
+            attributes[K.STREAM_EVENTS] = self.total
+            if self.dropped:
+                attributes[K.DROPPED_EVENTS] = self.dropped
+            if self.first_output_ns is not None:
+                attributes[K.TIME_TO_FIRST_TOKEN_MS] = (self.first_output_ns - self.start_ns) / 1e6
+            if reason is not None or error is not None:
+                attributes[K.INCOMPLETE] = True
+                attributes[K.END_REASON] = reason or f"the stream failed: {type(error).__name__}"
+            if isinstance(error, ClientError):
+                code = error.response.get("Error", {}).get("Code")
+                if code:
+                    attributes[K.ERROR_CODE] = code
+            if error is not None:
+                span.add_event(SpanEvent.from_exception(error))  # type: ignore[arg-type]
+            span.set_outputs(outputs)
+            span.set_attributes(attributes)
+        finally:
+            status = SpanStatusCode.ERROR if error is not None else SpanStatusCode.OK
+            span.end(status=status, end_time_ns=end_time_ns)
+
+    def end_later(self, reason: str) -> None:
+        """End from a finaliser: hand the work to the reaper thread."""
+        if not self.ended:
+            reaper.submit(lambda end_time_ns: self.end(reason=reason, end_time_ns=end_time_ns))
+
+
+class TracedEventStream(EventStream):  # type: ignore[type-arg]
+    """A botocore ``EventStream`` that records what passes through it.
+
+    It delegates to the stream botocore created rather than re-parsing: the caller receives
+    the very event dicts botocore produced. ``EventStream.__init__`` is deliberately not
+    called; every method of ``EventStream`` is overridden, and other attributes are looked up
+    on the wrapped stream.
+    """
+
+    def __init__(self, stream: EventStream, state: StreamState) -> None:  # type: ignore[type-arg]
+        self._bt_stream = stream
+        self._bt_state = state
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._bt_events()
+
+    def _bt_events(self) -> Iterator[Any]:
+        state = self._bt_state
+        try:
+            for event in self._bt_stream:
+                with _guard_event:
+                    state.on_event(event)
+                yield event
+        except GeneratorExit:
+            # The caller broke off and the iterator was closed (often by the garbage
+            # collector, so this may run in a finaliser): end through the reaper.
+            with _guard_final:
+                state.end_later("the caller stopped reading the stream before its end")
+            raise
+        except BaseException as error:
+            with _guard_end:
+                state.end(error=error)
+            raise
+        with _guard_end:
+            state.end()
+
+    def get_initial_response(self) -> Any:
+        return self._bt_stream.get_initial_response()
+
+    def close(self) -> None:
+        """Close the underlying stream; a span not yet ended ends as incomplete."""
+        try:
+            with _guard_end:
+                self._bt_state.end(reason="the caller closed the stream before its end")
+        finally:
+            self._bt_stream.close()
+
+    def __enter__(self) -> TracedEventStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not found on the wrapper (e.g. botocore's private ones).
+        if name.startswith("_bt_"):
+            raise AttributeError(name)
+        return getattr(self._bt_stream, name)
+
+    def __del__(self) -> None:
+        state = self.__dict__.get("_bt_state")
+        if state is not None and not state.ended:
+            with _guard_final:
+                state.end_later("the stream was dropped before its end")
+
+
+def wrap_stream(
+    parsed: dict[str, Any],
+    key: str,
+    span: Any,
+    config: TraceConfig,
+    accumulator: Any,
+    finish: Finish,
+) -> bool:
+    """Replace ``parsed[key]`` with a traced stream; False if there is no stream to wrap."""
+    stream = parsed.get(key)
+    if not isinstance(stream, EventStream):
+        return False
+    parsed[key] = TracedEventStream(stream, StreamState(span, config, accumulator, finish))
+    return True
+
+
+def response_fields(parsed: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The response's other fields (``contentType``, ...), for the rebuilt outputs."""
+    return {k: v for k, v in parsed.items() if k not in (key, "ResponseMetadata")}
