@@ -70,6 +70,7 @@ def open_span(call: Call, params: Mapping[str, Any], context: Mapping[str, Any])
     if isinstance(span, NoOpSpan):
         return  # tracing is disabled (mlflow.tracing.disable()) or not set up
     call.span = span
+    reaper.start()  # cheap when running; restarts it in a forked child
 
 
 def _response_attributes(parsed: Mapping[str, Any], http_status: int | None) -> dict[str, Any]:
