@@ -31,12 +31,13 @@ CONTEXT_KEY = "bedrock_trace"
 class Call:
     """Per-call state: the operation, the caller's parameters, the span once opened."""
 
-    __slots__ = ("config", "ended", "operation", "params", "span")
+    __slots__ = ("config", "ended", "inputs", "operation", "params", "span")
 
     def __init__(self, operation: Operation, config: TraceConfig, params: dict[str, Any] | None):
         self.operation = operation
         self.config = config
         self.params = params
+        self.inputs: Any = None  # as recorded (JSON-safe, bodies decoded)
         self.span: Any = None
         self.ended = False
 
@@ -69,7 +70,7 @@ def open_span(call: Call, params: Mapping[str, Any], context: Mapping[str, Any])
     )
     if isinstance(span, NoOpSpan):
         return  # tracing is disabled (mlflow.tracing.disable()) or not set up
-    call.span = span
+    call.span, call.inputs = span, inputs
     reaper.start()  # cheap when running; restarts it in a forked child
 
 
@@ -134,7 +135,10 @@ def _hand_over_stream(
     assert op.stream_finish is not None
     accumulator = op.accumulator(call.params or {}, call.config)
     finish = functools.partial(
-        op.stream_finish, fields=response_fields(parsed, op.stream_key), headers=headers
+        op.stream_finish,
+        fields=response_fields(parsed, op.stream_key),
+        headers=headers,
+        inputs=call.inputs,
     )
     call.span.set_attributes(attributes)
     if wrap_stream(parsed, op.stream_key, call.span, call.config, accumulator, finish):

@@ -21,6 +21,11 @@ PROVIDER = SpanAttributeKey.MODEL_PROVIDER
 MESSAGE_FORMAT = SpanAttributeKey.MESSAGE_FORMAT
 CHAT_USAGE = SpanAttributeKey.CHAT_USAGE
 CHAT_TOOLS = SpanAttributeKey.CHAT_TOOLS
+# Read by the MLflow UI's Chat view before it tries to parse inputs and outputs; no constant
+# for it in mlflow.tracing.constant.
+CHAT_MESSAGES = "mlflow.chat.messages"
+# Span type of image generation calls; MLflow's SpanType has none, and span types are free text.
+IMAGE_GENERATION = "IMAGE_GENERATION"
 
 INPUT_TOKENS = TokenUsageKey.INPUT_TOKENS
 OUTPUT_TOKENS = TokenUsageKey.OUTPUT_TOKENS
@@ -40,6 +45,7 @@ LATENCY_MS = _NS + "latency_ms"
 STOP_REASON = _NS + "stop_reason"
 USAGE_SOURCE = _NS + "usage_source"
 BODY_ERROR = _NS + "body_error"
+CONTENT_TYPE = _NS + "content_type"
 INCOMPLETE = _NS + "incomplete"
 END_REASON = _NS + "end_reason"
 STREAM_EVENTS = _NS + "stream_events"

@@ -260,6 +260,35 @@ FAMILIES: dict[str, Family] = {
     ),
     # model-parameters-embed.html (Cohere Embed): no counts in the body, headers carry them
     "cohere.embed": Family("cohere-embed", _always(K.SpanType.EMBEDDING), _no_usage, _first_of()),
+    # model-parameters-titan-image.html (Titan Image Generator)
+    "amazon.titan-image": Family(
+        "amazon-titan-image", _always(K.IMAGE_GENERATION), _no_usage, _first_of(("error",))
+    ),
+    # model-parameters-nova-canvas.html (Nova Canvas: the Titan Image request format)
+    "amazon.nova-canvas": Family(
+        "amazon-nova-canvas", _always(K.IMAGE_GENERATION), _no_usage, _first_of(("error",))
+    ),
+    # model-parameters-diffusion-stable-ultra-text-image-request-response.html (and the Stable
+    # Image Core / SD 3.5 pages: same body shape)
+    "stability.": Family(
+        "stability",
+        _always(K.IMAGE_GENERATION),
+        _no_usage,
+        _first_of(("finish_reasons", 0), ("artifacts", 0, "finishReason")),
+    ),
+    # model-parameters-cohere-command.html (legacy Command text models)
+    "cohere.command-text": Family(
+        "cohere-command-text",
+        _always(K.SpanType.LLM),
+        _no_usage,
+        _first_of(("generations", 0, "finish_reason")),
+    ),
+    "cohere.command-light-text": Family(
+        "cohere-command-text",
+        _always(K.SpanType.LLM),
+        _no_usage,
+        _first_of(("generations", 0, "finish_reason")),
+    ),
     # model-parameters-meta.html
     "meta.llama": Family(
         "meta-llama",
@@ -305,6 +334,10 @@ FAMILIES: dict[str, Family] = {
 }
 _FAMILY_KEYS = sorted(FAMILIES, key=len, reverse=True)
 
+# Embedding models of families whose other models chat (amazon.nova-2-multimodal-embeddings,
+# future embedders): the model id says "embed", and no token counts are guessed.
+_EMBEDDING = Family("embedding", _always(K.SpanType.EMBEDDING), _no_usage, _first_of())
+
 
 def family_of(model_id: Any) -> Family:
     """The body family for a model id in any form; the generic reading when unknown."""
@@ -313,5 +346,10 @@ def family_of(model_id: Any) -> Family:
     base = _base_model_id(model_id)
     for key in _FAMILY_KEYS:
         if base.startswith(key):
-            return FAMILIES[key]
-    return _GENERIC
+            family = FAMILIES[key]
+            break
+    else:
+        family = _GENERIC
+    if "embed" in base and family.span_type(None) != K.SpanType.EMBEDDING:
+        return _EMBEDDING
+    return family

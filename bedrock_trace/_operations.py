@@ -17,6 +17,7 @@ from botocore.response import StreamingBody
 from bedrock_trace import _keys as K
 from bedrock_trace import _models
 from bedrock_trace._accumulators import ChunkAccumulator, ConverseAccumulator, metrics_usage
+from bedrock_trace._chat import chat_messages
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._payload import decode_json_body, json_safe
 
@@ -213,9 +214,9 @@ def read_body(body: StreamingBody, content_length: Any) -> tuple[bytes, BaseExce
 
 
 def _invoke_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: Any) -> Finished:
+    """invoke_model: the outputs are the decoded response body (DESIGN.md section 3)."""
     config: TraceConfig = call.config
-    attributes: Attributes = {}
-    outputs = json_safe(_without_metadata(parsed), config.include_binary)
+    attributes = _content_type_attributes(parsed)
     body = parsed.get("body")
     decoded: Any = None
     if isinstance(body, StreamingBody):
@@ -229,10 +230,15 @@ def _invoke_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: 
         )
         if reason and error is None:
             attributes[K.BODY_ERROR] = f"response {reason}"
-        outputs["body"] = decoded
     family = _models.family_of(call.params.get("modelId") if call.params else None)
     attributes.update(invoke_body_attributes(family, decoded, headers, metrics=None))
-    return Finished(outputs, attributes)
+    attributes.update(_chat_attributes(family, call.inputs, decoded))
+    return Finished(decoded, attributes)
+
+
+def _content_type_attributes(fields: Mapping[str, Any]) -> Attributes:
+    content_type = fields.get("contentType")
+    return {K.CONTENT_TYPE: content_type} if isinstance(content_type, str) else {}
 
 
 def invoke_body_attributes(
@@ -268,7 +274,7 @@ def _converse_stream_accumulator(params: Mapping[str, Any], config: TraceConfig)
 
 
 def _converse_stream_finish(
-    accumulator: Any, *, fields: Mapping[str, Any], headers: Mapping[str, str]
+    accumulator: Any, *, fields: Mapping[str, Any], headers: Mapping[str, str], inputs: Any
 ) -> tuple[Any, Attributes]:
     response = accumulator.build()
     outputs = json_safe(response, accumulator.include_binary)
@@ -280,22 +286,30 @@ def _invoke_stream_accumulator(params: Mapping[str, Any], config: TraceConfig) -
 
 
 def _invoke_stream_finish(
-    accumulator: Any, *, fields: Mapping[str, Any], headers: Mapping[str, str]
+    accumulator: Any, *, fields: Mapping[str, Any], headers: Mapping[str, str], inputs: Any
 ) -> tuple[Any, Attributes]:
-    body = accumulator.build()
-    attributes = invoke_body_attributes(accumulator.family, body, headers, accumulator.metrics)
-    outputs = {
-        **json_safe(fields, accumulator.include_binary),
-        "body": json_safe(body, accumulator.include_binary),
-    }
-    return outputs, attributes
+    body = json_safe(accumulator.build(), accumulator.include_binary, base64_strings=True)
+    attributes = _content_type_attributes(fields)
+    attributes.update(
+        invoke_body_attributes(accumulator.family, body, headers, accumulator.metrics)
+    )
+    attributes.update(_chat_attributes(accumulator.family, inputs, body))
+    return body, attributes
+
+
+def _chat_attributes(family: _models.Family, inputs: Any, body: Any) -> Attributes:
+    """``mlflow.chat.messages`` for the MLflow UI's Chat view, for chat families."""
+    request = inputs.get("body") if isinstance(inputs, Mapping) else None
+    messages = chat_messages(family.name, request, body)
+    return {K.CHAT_MESSAGES: messages} if messages else {}
 
 
 # --- the table -----------------------------------------------------------------------------
 
 InputsFn = Callable[[Mapping[str, Any], TraceConfig], "tuple[Any, Attributes]"]
 FinishFn = Callable[[Mapping[str, Any], Mapping[str, str], Any], Finished]
-StreamFinishFn = Callable[..., "tuple[Any, Attributes]"]  # (accumulator, *, fields, headers)
+# (accumulator, *, fields, headers, inputs) -> (outputs, attributes)
+StreamFinishFn = Callable[..., "tuple[Any, Attributes]"]
 
 
 @attrs.frozen

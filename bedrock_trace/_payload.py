@@ -12,6 +12,7 @@ import base64
 import datetime
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,7 +44,23 @@ _MEDIA_TYPES = {
 }
 
 _MAX_DEPTH = 100
-_SCALARS = (str, int, float, bool, type(None))
+_SCALARS = (int, float, bool, type(None))
+
+# Base64 inside JSON bodies (images in Anthropic, Nova, Titan, Stability bodies): only strings
+# this long are checked, and natural text fails the pattern at its first space.
+_MIN_BASE64_CHARS = 256
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,")
+# Leading bytes of the media types models send and return.
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"%PDF", "application/pdf"),
+    (b"ID3", "audio/mpeg"),
+    (b"OggS", "audio/ogg"),
+    (b"\x1aE\xdf\xa3", "video/webm"),
+)
 
 
 def binary_placeholder(data: bytes, media: str | None = None) -> str:
@@ -60,17 +77,52 @@ def _binary(data: bytes, fmt: str | None, include_binary: bool) -> str:
     return binary_placeholder(data, media)
 
 
-def json_safe(value: Any, include_binary: bool = False) -> Any:
+def sniff_media_type(data: bytes) -> str | None:
+    """The media type of binary content from its first bytes, when recognisable."""
+    for magic, media in _MAGIC:
+        if data.startswith(magic):
+            return media
+    if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE"):
+        return "image/webp" if data[8:12] == b"WEBP" else "audio/wav"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    return None
+
+
+def _base64_placeholder(text: str) -> str | None:
+    """A placeholder for base64 (or a base64 data URI) standing for binary content."""
+    media = None
+    if text.startswith("data:"):
+        match = _DATA_URI.match(text)
+        if match is None:
+            return None
+        media, text = match.group(1), text[match.end() :]
+    elif len(text) % 4 or not _BASE64.fullmatch(text):
+        return None
+    try:
+        data = base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+    return binary_placeholder(data, media or sniff_media_type(data))
+
+
+def json_safe(value: Any, include_binary: bool = False, *, base64_strings: bool = False) -> Any:
     """Return ``value`` in a form MLflow can serialise faithfully, never mutating it.
 
     Binary content becomes a placeholder (or base64 text with ``include_binary``),
     timestamps become ISO-8601 text, and objects JSON cannot represent become a short
     ``<module.Type>`` marker (their ``str`` may have side effects, so it is not called).
+    With ``base64_strings`` (decoded invoke_model bodies), long base64 strings and base64 data
+    URIs are binary content too.
     """
-    return _walk(value, include_binary, None, 0)
+    return _walk(value, include_binary, None, 0, base64_strings and not include_binary)
 
 
-def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int) -> Any:
+def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int, b64: bool) -> Any:
+    if isinstance(value, str):
+        if b64 and len(value) >= _MIN_BASE64_CHARS:
+            return _base64_placeholder(value) or value
+        return value
     if isinstance(value, _SCALARS):
         return value
     if depth >= _MAX_DEPTH:
@@ -81,7 +133,7 @@ def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int) -> Any:
             fmt_here = fmt
         out: dict[Any, Any] | None = None if type(value) is dict else {}
         for key, item in value.items():
-            new = _walk(item, include_binary, fmt_here, depth + 1)
+            new = _walk(item, include_binary, fmt_here, depth + 1, b64)
             if out is None:
                 if new is item:
                     continue
@@ -95,7 +147,7 @@ def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int) -> Any:
     if isinstance(value, (list, tuple)):
         items: list[Any] | None = None if type(value) is list else []
         for index, item in enumerate(value):
-            new = _walk(item, include_binary, fmt, depth + 1)
+            new = _walk(item, include_binary, fmt, depth + 1, b64)
             if items is None:
                 if new is item:
                     continue
@@ -107,7 +159,7 @@ def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int) -> Any:
     if isinstance(value, (datetime.datetime, datetime.date)):
         return value.isoformat()
     if isinstance(value, (set, frozenset)):
-        return [_walk(item, include_binary, fmt, depth + 1) for item in value]
+        return [_walk(item, include_binary, fmt, depth + 1, b64) for item in value]
     kind = type(value)
     return f"<{kind.__module__}.{kind.__qualname__}>"
 
@@ -133,7 +185,7 @@ def decode_json_body(
     except ValueError as error:
         reason = f"body is not valid JSON: {error}"
     else:
-        return json_safe(decoded, include_binary), None
+        return json_safe(decoded, include_binary, base64_strings=True), None
     if isinstance(raw, str):
         return truncate(raw, max_raw_chars), reason
     try:

@@ -43,8 +43,8 @@ class TestInvokeModelBody:
         assert span.name == "BedrockRuntime.invoke_model"
         assert span.span_type == SpanType.CHAT_MODEL
         assert span.inputs == {"modelId": CLAUDE, "body": CLAUDE_REQUEST}
-        assert span.outputs["body"] == CLAUDE_RESPONSE
-        assert span.outputs["contentType"] == "application/json"
+        assert span.outputs == CLAUDE_RESPONSE
+        assert span.attributes["bedrock_trace.content_type"] == "application/json"
         attrs = span.attributes
         assert attrs["mlflow.chat.tokenUsage"] == {
             "input_tokens": 12,
@@ -131,7 +131,7 @@ class TestInvokeModelBody:
         (span,) = capture.spans
         assert span.status.status_code == SpanStatusCode.OK
         assert seen[1][0].__name__ in span.attributes["bedrock_trace.body_error"]
-        assert span.outputs["body"] == ""
+        assert span.outputs == ""
 
     def test_truncated_body_fails_at_the_first_chunked_read(self, capture, client, http):
         """Chunked readers get botocore's full-read error at their first read (documented)."""
@@ -160,7 +160,7 @@ class TestInvokeModelBadBodies:
         body = client.invoke_model(modelId=CLAUDE, body=json.dumps(CLAUDE_REQUEST))["body"]
         assert body.read() == b"plain text reply"
         (span,) = capture.spans
-        assert span.outputs["body"] == "plain text reply"
+        assert span.outputs == "plain text reply"
         assert span.attributes["bedrock_trace.body_error"].startswith("response body is not")
 
     def test_binary_response_body_becomes_a_placeholder(self, capture, client, http):
@@ -170,9 +170,7 @@ class TestInvokeModelBadBodies:
         body = client.invoke_model(modelId=CLAUDE, body=b"{}", accept="image/png")["body"]
         assert body.read() == png
         (span,) = capture.spans
-        assert span.outputs["body"].startswith(
-            f"[binary application/octet-stream, {len(png)} bytes"
-        )
+        assert span.outputs.startswith(f"[binary application/octet-stream, {len(png)} bytes")
 
     def test_huge_non_json_body_is_bounded(self, client, http):
         """Raw text beyond max_raw_body_chars is cut with an explicit marker."""
@@ -303,4 +301,4 @@ class TestInvokeModelFamilies:
         assert span.attributes.get("mlflow.chat.tokenUsage") == usage
         assert span.attributes.get("bedrock_trace.usage_source") == source
         assert span.inputs["body"] == request_body
-        assert span.outputs["body"] == response_body
+        assert span.outputs == response_body

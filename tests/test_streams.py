@@ -135,7 +135,7 @@ def text_of(kind: Kind, span) -> str:
     if kind is CONVERSE_KIND:
         content = span.outputs["output"]["message"]["content"]
         return "".join(block.get("text", "") for block in content)
-    return "".join(block.get("text", "") for block in span.outputs["body"]["content"])
+    return "".join(block.get("text", "") for block in span.outputs["content"])
 
 
 def settle() -> None:
@@ -659,7 +659,7 @@ class TestInvokeModelStreamFamilies:
         assert [json.loads(event["chunk"]["bytes"]) for event in events] == chunks
         (span,) = capture.spans
         assert span.span_type == span_type
-        assert span.outputs["body"] == rebuilt
+        assert span.outputs == rebuilt
         assert span.attributes["mlflow.chat.tokenUsage"] == usage
         assert span.attributes["bedrock_trace.usage_source"] == source
         assert span.attributes["bedrock_trace.latency_ms"] > 0
@@ -727,7 +727,7 @@ class TestInvokeModelStreamFamilies:
             ]
         )
         (span,) = capture.spans
-        body = span.outputs["body"]
+        body = span.outputs
         assert body["content"] == [
             {"type": "thinking", "thinking": "Need weather.", "signature": "EqQB"},
             {
@@ -761,7 +761,7 @@ class TestInvokeModelStreamFamilies:
         )
         (span,) = capture.spans
         assert span.attributes["bedrock_trace.usage_source"] == "headers"
-        assert span.outputs["body"] == {"outputs": [{"text": "Hi", "stop_reason": "stop"}]}
+        assert span.outputs == {"outputs": [{"text": "Hi", "stop_reason": "stop"}]}
 
     def test_chunk_that_is_not_json(self, capture, client, http):
         """A chunk whose bytes are not JSON passes to the caller and is kept in the output."""
@@ -774,7 +774,7 @@ class TestInvokeModelStreamFamilies:
         assert events == [{"chunk": {"bytes": b"\x00not json"}}]
         (span,) = capture.spans
         assert span.status.status_code == SpanStatusCode.OK
-        assert span.outputs["body"]["unknownChunks"] == ["\x00not json"]
+        assert span.outputs["unknownChunks"] == ["\x00not json"]
 
 
 class TestFutureEvents:
