@@ -20,10 +20,10 @@ from mlflow.entities import NoOpSpan, SpanEvent, SpanStatusCode
 
 from bedrock_trace import _keys as K
 from bedrock_trace._config import TraceConfig
-from bedrock_trace._operations import Operation
+from bedrock_trace._operations import Operation, invoke_body_finish
 from bedrock_trace._payload import json_safe
 from bedrock_trace._reaper import reaper
-from bedrock_trace._streams import response_fields, wrap_stream
+from bedrock_trace._streams import from_aiobotocore, response_fields, wrap_stream
 
 CONTEXT_KEY = "bedrock_trace"
 
@@ -121,9 +121,27 @@ def finish_response(call: Call, http_response: Any, parsed: Any, model: Any, con
     if op.stream_key is not None and op.accumulator and op.stream_finish:
         _hand_over_stream(call, op, parsed, headers, attributes)
         return
+    if op.body_key is not None and from_aiobotocore(parsed.get(op.body_key)):
+        _hand_over_async_body(call, op.body_key, parsed, headers, attributes)
+        return
     finished = op.finish(parsed, headers, call)
     attributes.update(finished.attributes)
     end_ok(call, finished.outputs, attributes)
+
+
+def _hand_over_async_body(
+    call: Call, key: str, parsed: Any, headers: Mapping[str, str], attributes: dict[str, Any]
+) -> None:
+    """aiobotocore's invoke_model body is read with ``await``: record it as the caller reads."""
+    from bedrock_trace._aio import BodyState, TracedAioStreamingBody
+
+    def finish(data: bytes, error: BaseException | None) -> Any:
+        return invoke_body_finish(data, error, fields, headers, call)
+
+    fields = response_fields(parsed, key)
+    call.span.set_attributes(attributes)
+    parsed[key] = TracedAioStreamingBody(parsed[key], BodyState(call.span, finish))
+    call.span, call.ended = None, True  # the body owns the span now
 
 
 def _hand_over_stream(

@@ -215,16 +215,29 @@ def read_body(body: StreamingBody, content_length: Any) -> tuple[bytes, BaseExce
 
 def _invoke_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: Any) -> Finished:
     """invoke_model: the outputs are the decoded response body (DESIGN.md section 3)."""
-    config: TraceConfig = call.config
-    attributes = _content_type_attributes(parsed)
     body = parsed.get("body")
+    if not isinstance(body, StreamingBody):
+        return invoke_body_finish(None, None, parsed, headers, call)
+    data, error, replacement = read_body(body, headers.get("content-length"))
+    # Hand the caller the buffered body: same bytes, same API (DESIGN.md 5.8).
+    parsed["body"] = replacement  # type: ignore[index]
+    return invoke_body_finish(data, error, parsed, headers, call)
+
+
+def invoke_body_finish(
+    data: bytes | None,
+    error: BaseException | None,
+    fields: Mapping[str, Any],
+    headers: Mapping[str, str],
+    call: Any,
+) -> Finished:
+    """Outputs and attributes from an invoke_model response body read whole (or failed)."""
+    config: TraceConfig = call.config
+    attributes = _content_type_attributes(fields)
     decoded: Any = None
-    if isinstance(body, StreamingBody):
-        data, error, replacement = read_body(body, headers.get("content-length"))
-        # Hand the caller the buffered body: same bytes, same API (DESIGN.md 5.8).
-        parsed["body"] = replacement  # type: ignore[index]
-        if error is not None:
-            attributes[K.BODY_ERROR] = f"response body read failed: {type(error).__name__}: {error}"
+    if error is not None:
+        attributes[K.BODY_ERROR] = f"response body read failed: {type(error).__name__}: {error}"
+    if data is not None:
         decoded, reason = decode_json_body(
             data, include_binary=config.include_binary, max_raw_chars=config.max_raw_body_chars
         )
@@ -323,6 +336,8 @@ class Operation:
     inputs: InputsFn = _plain_inputs
     attributes: Callable[[Mapping[str, Any]], Attributes] = _model_attributes
     finish: FinishFn = _plain_finish
+    #: operations whose response has a streaming blob (invoke_model's ``body``): its key
+    body_key: str | None = None
     #: streaming operations: the key of the event stream in the response,
     stream_key: str | None = None
     #: the accumulator that rebuilds the non-streaming response from its events,
@@ -358,7 +373,13 @@ OPERATIONS: dict[str, Operation] = {
             attributes=_converse_attributes,
             finish=_converse_finish,
         ),
-        _op("InvokeModel", _invoke_span_type, inputs=_invoke_inputs, finish=_invoke_finish),
+        _op(
+            "InvokeModel",
+            _invoke_span_type,
+            inputs=_invoke_inputs,
+            finish=_invoke_finish,
+            body_key="body",
+        ),
         _op(
             "ConverseStream",
             _fixed(K.SpanType.CHAT_MODEL),

@@ -200,8 +200,19 @@ def wrap_stream(
     stream = parsed.get(key)
     if not isinstance(stream, EventStream):
         return False
-    parsed[key] = TracedEventStream(stream, StreamState(span, config, accumulator, finish))
+    state = StreamState(span, config, accumulator, finish)
+    if from_aiobotocore(stream):
+        from bedrock_trace._aio import TracedAioEventStream
+
+        parsed[key] = TracedAioEventStream(stream, state)
+    else:
+        parsed[key] = TracedEventStream(stream, state)
     return True
+
+
+def from_aiobotocore(value: Any) -> bool:
+    """Whether ``value`` is one of aiobotocore's async objects (without importing it)."""
+    return type(value).__module__.startswith("aiobotocore.")
 
 
 def response_fields(parsed: Mapping[str, Any], key: str) -> dict[str, Any]:

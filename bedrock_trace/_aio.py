@@ -1,0 +1,203 @@
+"""aiobotocore: the async twins of the stream wrappers, with the same guarantees.
+
+aiobotocore emits the same events with the same arguments and calls our plain (sync)
+handlers, so registration, spans and mappers are shared. Only what the caller reads
+asynchronously differs: ``AioEventStream`` (``async for``) and aiobotocore's
+``StreamingBody`` (``await body.read()``). This module is imported only when such an object is
+seen, so aiobotocore stays optional.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiobotocore.eventstream import AioEventStream
+from aiobotocore.response import StreamingBody as AioStreamingBody
+
+from bedrock_trace._guard import Guard
+from bedrock_trace._reaper import reaper
+from bedrock_trace._streams import StreamState
+
+_guard_event = Guard("async stream event")
+_guard_end = Guard("async stream end")
+_guard_final = Guard("async stream finaliser", reraise_in_strict=False)
+
+_CANCELLED = "the caller's task was cancelled while reading the stream"
+_CLOSED_EARLY = "the caller closed the body before its end"
+_RAW_READ = "the body was read as the raw aiohttp response (async with), which is not recorded"
+
+
+def _end_on_error(state: Any, error: BaseException) -> None:
+    # Cancelling the reading task is the caller stopping, not the model failing.
+    if isinstance(error, asyncio.CancelledError):
+        state.end(reason=_CANCELLED)
+    else:
+        state.end(error=error)
+
+
+class TracedAioEventStream(AioEventStream):  # type: ignore[misc]
+    """An ``AioEventStream`` that records what passes through it (see ``TracedEventStream``)."""
+
+    def __init__(self, stream: Any, state: StreamState) -> None:
+        # Delegates to the stream aiobotocore created; AioEventStream.__init__ is not called.
+        self._bt_stream = stream
+        self._bt_state = state
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._bt_events()
+
+    def __anext__(self) -> AsyncIterator[Any]:
+        # aiobotocore's __anext__ is an async generator function; keep the same shape.
+        return self._bt_events()
+
+    async def _bt_events(self) -> AsyncIterator[Any]:
+        state = self._bt_state
+        try:
+            async for event in self._bt_stream:
+                with _guard_event:
+                    state.on_event(event)
+                yield event
+        except GeneratorExit:
+            with _guard_final:
+                state.end_later("the caller stopped reading the stream before its end")
+            raise
+        except BaseException as error:
+            with _guard_end:
+                _end_on_error(state, error)
+            raise
+        with _guard_end:
+            state.end()
+
+    async def get_initial_response(self) -> Any:
+        return await self._bt_stream.get_initial_response()
+
+    def close(self) -> None:
+        try:
+            with _guard_end:
+                self._bt_state.end(reason="the caller closed the stream before its end")
+        finally:
+            self._bt_stream.close()
+
+    async def __aenter__(self) -> TracedAioEventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_bt_"):
+            raise AttributeError(name)
+        return getattr(self._bt_stream, name)
+
+    def __del__(self) -> None:
+        state = self.__dict__.get("_bt_state")
+        if state is not None and not state.ended:
+            with _guard_final:
+                state.end_later("the stream was dropped before its end")
+
+
+class BodyState:
+    """An invoke_model body read asynchronously: the bytes so far, and its span."""
+
+    __slots__ = ("chunks", "ended", "finish", "span")
+
+    def __init__(self, span: Any, finish: Callable[[bytes, BaseException | None], Any]) -> None:
+        self.span = span
+        self.finish = finish
+        self.chunks: list[bytes] = []
+        self.ended = False
+
+    def end(
+        self,
+        *,
+        error: BaseException | None = None,
+        reason: str | None = None,
+        end_time_ns: int | None = None,
+    ) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            finished = self.finish(b"".join(self.chunks), error)
+            attributes = dict(finished.attributes)
+            if reason is not None or error is not None:
+                attributes["bedrock_trace.incomplete"] = True
+                attributes["bedrock_trace.end_reason"] = reason or "reading the body failed"
+            self.span.set_outputs(finished.outputs)
+            self.span.set_attributes(attributes)
+        finally:
+            self.span.end(status="OK" if error is None else "ERROR", end_time_ns=end_time_ns)
+
+    def end_later(self, reason: str) -> None:
+        if not self.ended:
+            reaper.submit(lambda end_time_ns: self.end(reason=reason, end_time_ns=end_time_ns))
+
+
+class TracedAioStreamingBody(AioStreamingBody):  # type: ignore[misc]
+    """aiobotocore's ``StreamingBody`` (a proxy), recording the bytes the caller reads.
+
+    It proxies the body aiobotocore created, so every read goes through that body's own
+    ``read`` (and its content-length check); the span ends when the body is read to its end,
+    fails, is closed, or is dropped.
+    """
+
+    def __init__(self, body: Any, state: BodyState) -> None:
+        super().__init__(body, None)
+        self._self_bt_state = state
+
+    async def read(self, amt: int | None = None) -> bytes:
+        state = self._self_bt_state
+        try:
+            chunk: bytes = await self.__wrapped__.read(amt)
+        except BaseException as error:
+            with _guard_end:
+                _end_on_error(state, error)
+            raise
+        with _guard_end:
+            if chunk:
+                state.chunks.append(chunk)
+            if amt is None or (not chunk and amt > 0):
+                state.end()
+        return chunk
+
+    async def readinto(self, buffer: bytearray) -> int:
+        chunk = await self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        try:
+            with _guard_end:
+                self._self_bt_state.end(reason=_CLOSED_EARLY)
+        finally:
+            self.__wrapped__.close()
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        # ``async with body as raw`` hands the caller aiobotocore's raw aiohttp response
+        # (as untraced); reads through it bypass this wrapper and cannot be recorded.
+        with _guard_end:
+            state = self._self_bt_state
+            state.end(reason=_RAW_READ if not state.chunks else _CLOSED_EARLY)
+        return await self.__wrapped__.__aexit__(*exc_info)
+
+    def tell(self) -> int:
+        return int(self.__wrapped__.tell())
+
+    def __del__(self) -> None:
+        try:
+            state = object.__getattribute__(self, "_self_bt_state")
+        except AttributeError:
+            return
+        if not state.ended:
+            with _guard_final:
+                state.end_later("the body was dropped before it was read to its end")
+
+
+def is_async_stream(stream: Any) -> bool:
+    return isinstance(stream, AioEventStream)
+
+
+def is_async_body(body: Any) -> bool:
+    return isinstance(body, AioStreamingBody)
