@@ -16,6 +16,8 @@ from typing import Any
 from aiobotocore.eventstream import AioEventStream
 from aiobotocore.response import StreamingBody as AioStreamingBody
 
+from bedrock_trace._config import TraceConfig
+from bedrock_trace._content import prepare
 from bedrock_trace._guard import Guard
 from bedrock_trace._reaper import reaper
 from bedrock_trace._streams import StreamState
@@ -101,10 +103,16 @@ class TracedAioEventStream(AioEventStream):  # type: ignore[misc]
 class BodyState:
     """An invoke_model body read asynchronously: the bytes so far, and its span."""
 
-    __slots__ = ("chunks", "ended", "finish", "span")
+    __slots__ = ("chunks", "config", "ended", "finish", "span")
 
-    def __init__(self, span: Any, finish: Callable[[bytes, BaseException | None], Any]) -> None:
+    def __init__(
+        self,
+        span: Any,
+        config: TraceConfig,
+        finish: Callable[[bytes, BaseException | None], Any],
+    ) -> None:
         self.span = span
+        self.config = config
         self.finish = finish
         self.chunks: list[bytes] = []
         self.ended = False
@@ -125,7 +133,7 @@ class BodyState:
             if reason is not None or error is not None:
                 attributes["bedrock_trace.incomplete"] = True
                 attributes["bedrock_trace.end_reason"] = reason or "reading the body failed"
-            self.span.set_outputs(finished.outputs)
+            self.span.set_outputs(prepare(self.config, "outputs", finished.outputs, attributes))
             self.span.set_attributes(attributes)
         finally:
             self.span.end(status="OK" if error is None else "ERROR", end_time_ns=end_time_ns)

@@ -20,6 +20,7 @@ from mlflow.entities import NoOpSpan, SpanEvent, SpanStatusCode
 
 from bedrock_trace import _keys as K
 from bedrock_trace._config import TraceConfig
+from bedrock_trace._content import prepare
 from bedrock_trace._operations import Operation, invoke_body_finish
 from bedrock_trace._payload import json_safe
 from bedrock_trace._reaper import reaper
@@ -61,11 +62,13 @@ def open_span(call: Call, params: Mapping[str, Any], context: Mapping[str, Any])
     if region := context.get("client_region"):
         attributes[K.REGION] = region
     attributes.update(extra)
+    span_type = op.span_type(inputs)  # from the full inputs, before content controls
+    recorded = prepare(call.config, "inputs", inputs, attributes)
     span = mlflow.start_span_no_context(
         op.span_name,
-        span_type=op.span_type(inputs),
+        span_type=span_type,
         parent_span=mlflow.get_current_active_span(),
-        inputs=inputs,
+        inputs=recorded,
         attributes=attributes,
     )
     if isinstance(span, NoOpSpan):
@@ -140,7 +143,7 @@ def _hand_over_async_body(
 
     fields = response_fields(parsed, key)
     call.span.set_attributes(attributes)
-    parsed[key] = TracedAioStreamingBody(parsed[key], BodyState(call.span, finish))
+    parsed[key] = TracedAioStreamingBody(parsed[key], BodyState(call.span, call.config, finish))
     call.span, call.ended = None, True  # the body owns the span now
 
 
@@ -185,7 +188,10 @@ def end_ok(call: Call, outputs: Any, attributes: dict[str, Any]) -> None:
     if call.ended or call.span is None:
         return
     call.ended = True
-    call.span.end(outputs=outputs, attributes=attributes, status=SpanStatusCode.OK)
+    try:
+        outputs = prepare(call.config, "outputs", outputs, attributes)
+    finally:
+        call.span.end(outputs=outputs, attributes=attributes, status=SpanStatusCode.OK)
 
 
 def end_error(call: Call, event: SpanEvent, attributes: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import botocore.client
 import botocore.session
 
 from bedrock_trace import _handlers
-from bedrock_trace._config import DEFAULT_CONFIG, TraceConfig
+from bedrock_trace._config import TraceConfig
 from bedrock_trace._reaper import reaper
 
 # One Handlers object per emitter we registered on. Keyed weakly: a dropped session or client
@@ -63,11 +63,13 @@ def register(target: Any = None, *, config: TraceConfig | None = None) -> None:
             from it after this call), a botocore client such as
             ``boto3.client("bedrock-runtime")`` (covers that client), or None for boto3's
             default session (the one ``boto3.client(...)`` uses).
-        config: what to record; :class:`~bedrock_trace.TraceConfig` defaults when None.
-            Registering again replaces the configuration and never doubles the spans.
+        config: what to record. When None: the defaults, overridden by ``BEDROCK_TRACE_*``
+            environment variables (:meth:`TraceConfig.from_env`). Registering again with a
+            config replaces it; registering never doubles the spans.
 
     Raises:
         TypeError: ``target`` is not one of the kinds above.
+        ValueError: a ``BEDROCK_TRACE_*`` environment variable cannot be understood.
     """
     if config is not None and not isinstance(config, TraceConfig):
         raise TypeError(f"bedrock_trace: config must be a TraceConfig; got {type(config)!r}")
@@ -76,7 +78,9 @@ def register(target: Any = None, *, config: TraceConfig | None = None) -> None:
     with _lock:
         handlers = _registrations.get(emitter)
         if handlers is None:
-            handlers = _registrations[emitter] = _handlers.Handlers(config or DEFAULT_CONFIG)
+            handlers = _registrations[emitter] = _handlers.Handlers(
+                config or TraceConfig.from_env()
+            )
             if is_client:
                 # The client may hold its session's handlers (copied with the emitter): its
                 # own registration takes their place, so one call never gets two spans.

@@ -27,6 +27,7 @@ from mlflow.entities import SpanEvent, SpanStatusCode
 
 from bedrock_trace import _keys as K
 from bedrock_trace._config import TraceConfig
+from bedrock_trace._content import event_text, prepare
 from bedrock_trace._guard import Guard
 from bedrock_trace._reaper import reaper
 
@@ -77,6 +78,7 @@ class StreamState:
             self.first_output_ns = time.time_ns()
         if self.recorded < self.config.max_stream_events:
             self.recorded += 1
+            text = event_text(self.config, text)
             self.span.add_event(SpanEvent(name, attributes={"json": text}))  # type: ignore[abstract]
         else:
             self.dropped += 1
@@ -110,7 +112,7 @@ class StreamState:
                     attributes[K.ERROR_CODE] = code
             if error is not None:
                 span.add_event(SpanEvent.from_exception(error))  # type: ignore[arg-type]
-            span.set_outputs(outputs)
+            span.set_outputs(prepare(self.config, "outputs", outputs, attributes))
             span.set_attributes(attributes)
         finally:
             status = SpanStatusCode.ERROR if error is not None else SpanStatusCode.OK
