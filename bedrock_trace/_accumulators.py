@@ -47,7 +47,7 @@ def _parse_json(text: str) -> Any:
         return {}
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
@@ -241,7 +241,7 @@ class ChunkAccumulator:
         text = bytes(raw).decode("utf-8", errors="replace")
         try:
             decoded = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.unknown.append(text)
             return "chunk", json.dumps(text), False
         if not isinstance(decoded, dict):

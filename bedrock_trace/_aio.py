@@ -16,6 +16,8 @@ from typing import Any
 from aiobotocore.eventstream import AioEventStream
 from aiobotocore.response import StreamingBody as AioStreamingBody
 
+from bedrock_trace import _keys as K
+from bedrock_trace import _spans
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._content import prepare
 from bedrock_trace._guard import Guard
@@ -127,16 +129,23 @@ class BodyState:
         if self.ended:
             return
         self.ended = True
+        outputs: Any = None
+        attributes: dict[str, Any] = {}
         try:
             finished = self.finish(b"".join(self.chunks), error)
             attributes = dict(finished.attributes)
             if reason is not None or error is not None:
-                attributes["bedrock_trace.incomplete"] = True
-                attributes["bedrock_trace.end_reason"] = reason or "reading the body failed"
-            self.span.set_outputs(prepare(self.config, "outputs", finished.outputs, attributes))
-            self.span.set_attributes(attributes)
+                attributes[K.INCOMPLETE] = True
+                attributes[K.END_REASON] = reason or "reading the body failed"
+            outputs = prepare(self.config, "outputs", finished.outputs, attributes)
         finally:
-            self.span.end(status="OK" if error is None else "ERROR", end_time_ns=end_time_ns)
+            _spans.end(
+                self.span,
+                status="OK" if error is None else "ERROR",
+                outputs=outputs,
+                attributes=attributes,
+                end_time_ns=end_time_ns,
+            )
 
     def end_later(self, reason: str) -> None:
         if not self.ended:

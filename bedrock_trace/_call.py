@@ -14,11 +14,12 @@ import functools
 from collections.abc import Mapping
 from typing import Any, cast
 
-import mlflow
+import attrs
 from botocore.exceptions import ClientError
-from mlflow.entities import NoOpSpan, SpanEvent, SpanStatusCode
+from mlflow.entities import SpanEvent, SpanStatusCode
 
 from bedrock_trace import _keys as K
+from bedrock_trace import _spans
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._content import prepare
 from bedrock_trace._operations import Operation, invoke_body_finish
@@ -49,8 +50,8 @@ class Call:
 
 
 def _end_aborted(span: Any, end_time_ns: int) -> None:
-    span.set_attributes({K.INCOMPLETE: True, K.END_REASON: "the call ended without a response"})
-    span.end(status=SpanStatusCode.ERROR, end_time_ns=end_time_ns)
+    attributes = {K.INCOMPLETE: True, K.END_REASON: "the call ended without a response"}
+    _spans.end(span, status=SpanStatusCode.ERROR, attributes=attributes, end_time_ns=end_time_ns)
 
 
 def open_span(call: Call, params: Mapping[str, Any], context: Mapping[str, Any]) -> None:
@@ -64,15 +65,9 @@ def open_span(call: Call, params: Mapping[str, Any], context: Mapping[str, Any])
     attributes.update(extra)
     span_type = op.span_type(inputs)  # from the full inputs, before content controls
     recorded = prepare(call.config, "inputs", inputs, attributes)
-    span = mlflow.start_span_no_context(
-        op.span_name,
-        span_type=span_type,
-        parent_span=mlflow.get_current_active_span(),
-        inputs=recorded,
-        attributes=attributes,
-    )
-    if isinstance(span, NoOpSpan):
-        return  # tracing is disabled (mlflow.tracing.disable()) or not set up
+    span = _spans.start(op.span_name, span_type, recorded, attributes)
+    if span is None:
+        return
     call.span, call.inputs = span, inputs
     reaper.start()  # cheap when running; restarts it in a forked child
 
@@ -139,10 +134,10 @@ def _hand_over_async_body(
     from bedrock_trace._aio import BodyState, TracedAioStreamingBody
 
     def finish(data: bytes, error: BaseException | None) -> Any:
-        return invoke_body_finish(data, error, fields, headers, call)
+        finished = invoke_body_finish(data, error, fields, headers, call)
+        return attrs.evolve(finished, attributes={**attributes, **finished.attributes})
 
     fields = response_fields(parsed, key)
-    call.span.set_attributes(attributes)
     parsed[key] = TracedAioStreamingBody(parsed[key], BodyState(call.span, call.config, finish))
     call.span, call.ended = None, True  # the body owns the span now
 
@@ -155,13 +150,18 @@ def _hand_over_stream(
     assert op.accumulator is not None
     assert op.stream_finish is not None
     accumulator = op.accumulator(call.params or {}, call.config)
-    finish = functools.partial(
+    stream_finish, fields, inputs = (
         op.stream_finish,
-        fields=response_fields(parsed, op.stream_key),
-        headers=headers,
-        inputs=call.inputs,
+        response_fields(parsed, op.stream_key),
+        call.inputs,
     )
-    call.span.set_attributes(attributes)
+
+    def finish(accumulator: Any) -> tuple[Any, dict[str, Any]]:
+        # The response's attributes (request id, status, retries) are set with the rest at the
+        # end: one MLflow call fewer now, and nothing that can fail before the stream is wrapped.
+        outputs, extra = stream_finish(accumulator, fields=fields, headers=headers, inputs=inputs)
+        return outputs, {**attributes, **extra}
+
     if wrap_stream(parsed, op.stream_key, call.span, call.config, accumulator, finish):
         call.span, call.ended = None, True  # the stream owns the span now
     else:  # no stream in the response (should not happen): end with what there is
@@ -188,10 +188,11 @@ def end_ok(call: Call, outputs: Any, attributes: dict[str, Any]) -> None:
     if call.ended or call.span is None:
         return
     call.ended = True
+    recorded: Any = None
     try:
-        outputs = prepare(call.config, "outputs", outputs, attributes)
+        recorded = prepare(call.config, "outputs", outputs, attributes)
     finally:
-        call.span.end(outputs=outputs, attributes=attributes, status=SpanStatusCode.OK)
+        _spans.end(call.span, status=SpanStatusCode.OK, outputs=recorded, attributes=attributes)
 
 
 def end_error(call: Call, event: SpanEvent, attributes: dict[str, Any]) -> None:
@@ -199,9 +200,4 @@ def end_error(call: Call, event: SpanEvent, attributes: dict[str, Any]) -> None:
     if call.ended or call.span is None:
         return
     call.ended = True
-    span = call.span
-    try:
-        span.add_event(event)
-        span.set_attributes(attributes)
-    finally:
-        span.end(status=SpanStatusCode.ERROR)
+    _spans.end(call.span, status=SpanStatusCode.ERROR, attributes=attributes, events=[event])

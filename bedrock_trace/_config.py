@@ -105,6 +105,3 @@ def _import_hook(target: str) -> Redactor:
     if not callable(hook):
         raise ValueError(f"{_ENV}REDACT: {target!r} is not a callable")
     return hook  # type: ignore[no-any-return]
-
-
-DEFAULT_CONFIG = TraceConfig()

@@ -129,7 +129,7 @@ def event_text(config: TraceConfig, text: str) -> str:
         return text
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = text
     value, _ = record(config, "event", payload)
     return json.dumps(value, ensure_ascii=False, default=str)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bedrock_trace import _spans
 from bedrock_trace._call import CONTEXT_KEY, Call, finish_exception, finish_response, open_span
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._guard import Guard
@@ -74,7 +75,7 @@ class Handlers:
             finally:
                 if not call.ended:  # the mapper failed: still end the span, once
                     call.ended = True
-                    call.span.end(status="ERROR")
+                    _spans.end(call.span, status="ERROR")
 
     def on_after_call_error(self, exception: BaseException, context: Any, **kwargs: Any) -> None:
         """End the span with the transport error (connection, timeout, credentials)."""
@@ -87,7 +88,7 @@ class Handlers:
             finally:
                 if not call.ended:
                     call.ended = True
-                    call.span.end(status="ERROR")
+                    _spans.end(call.span, status="ERROR")
 
 
 # The handler table: (event, method, register first). ``before-call.*.*`` with register_first

@@ -184,6 +184,8 @@ def decode_json_body(
         decoded = json.loads(raw)
     except ValueError as error:
         reason = f"body is not valid JSON: {error}"
+    except RecursionError:
+        reason = "body is nested too deeply to decode"
     else:
         return json_safe(decoded, include_binary, base64_strings=True), None
     if isinstance(raw, str):

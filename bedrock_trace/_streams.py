@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from mlflow.entities import SpanEvent, SpanStatusCode
 
 from bedrock_trace import _keys as K
+from bedrock_trace import _spans
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._content import event_text, prepare
 from bedrock_trace._guard import Guard
@@ -95,7 +96,9 @@ class StreamState:
             if self.ended:
                 return
             self.ended = True
-        span = self.span
+        outputs: Any = None
+        attributes: dict[str, Any] = {}
+        events = [SpanEvent.from_exception(error)] if error is not None else []  # type: ignore[arg-type]
         try:
             outputs, attributes = self.finish(self.accumulator)
             attributes[K.STREAM_EVENTS] = self.total
@@ -110,13 +113,17 @@ class StreamState:
                 code = error.response.get("Error", {}).get("Code")
                 if code:
                     attributes[K.ERROR_CODE] = code
-            if error is not None:
-                span.add_event(SpanEvent.from_exception(error))  # type: ignore[arg-type]
-            span.set_outputs(prepare(self.config, "outputs", outputs, attributes))
-            span.set_attributes(attributes)
+            outputs = prepare(self.config, "outputs", outputs, attributes)
         finally:
             status = SpanStatusCode.ERROR if error is not None else SpanStatusCode.OK
-            span.end(status=status, end_time_ns=end_time_ns)
+            _spans.end(
+                self.span,
+                status=status,
+                outputs=outputs,
+                attributes=attributes,
+                events=events,
+                end_time_ns=end_time_ns,
+            )
 
     def end_later(self, reason: str) -> None:
         """End from a finaliser: hand the work to the reaper thread."""

@@ -141,8 +141,14 @@ class TraceCapture:
 
 
 @contextlib.contextmanager
-def capture_traces() -> Iterator[TraceCapture]:
-    """Collect the MLflow traces finished inside the block, in memory."""
+def capture_traces(tracer_provider: TracerProvider | None = None) -> Iterator[TraceCapture]:
+    """Collect the MLflow traces finished inside the block, in memory.
+
+    Args:
+        tracer_provider: an OpenTelemetry SDK ``TracerProvider`` to install (the in-memory
+            processor is added to it), for tests that bring processors or tracers of their own;
+            a new one when None.
+    """
     # With mlflow-tracing alone and no tracking URI, MLflow fails while ending spans (it asks
     # for a default local store it does not ship). A URI that is never contacted avoids that;
     # our processor exports nowhere.
@@ -150,7 +156,7 @@ def capture_traces() -> Iterator[TraceCapture]:
     if placeholder_uri:
         mlflow.set_tracking_uri(_PLACEHOLDER_TRACKING_URI)
     exporter = _MemoryExporter()
-    tracer_provider = TracerProvider()
+    tracer_provider = tracer_provider or TracerProvider()
     tracer_provider.add_span_processor(_MemoryProcessor(exporter, export_metrics=False))
     wrapper = _mlflow_provider.provider
     previous, previous_done = wrapper.get(), wrapper.once._done

@@ -1,0 +1,68 @@
+"""Opening and ending MLflow spans so that a failure inside MLflow cannot leave one open.
+
+MLflow's ``LiveSpan.end`` sets outputs, attributes and status, computes costs and runs span
+processors, and only then ends the OpenTelemetry span, all inside one ``try`` that logs and
+swallows: if anything before the last step fails, the span is never ended and holds back its
+whole trace. Likewise ``start_span_no_context`` returns a no-op span, leaving the real one
+started, if setting the inputs fails. So this module starts spans bare, sets everything in
+separate guarded steps, and checks after ``end`` that the span really ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import mlflow
+from mlflow.entities import NoOpSpan, SpanEvent
+
+from bedrock_trace._guard import Guard
+
+_guard_start = Guard("span start")
+_guard_set = Guard("span attributes")
+_guard_end = Guard("span end")
+
+_UNSET: Any = object()
+
+
+def start(name: str, span_type: str, inputs: Any, attributes: Mapping[str, Any]) -> Any | None:
+    """A span under the caller's active span (not made current); None if tracing is off."""
+    span = mlflow.start_span_no_context(
+        name, span_type=span_type, parent_span=mlflow.get_current_active_span()
+    )
+    if isinstance(span, NoOpSpan):
+        return None  # tracing is disabled (mlflow.tracing.disable()) or not set up
+    with _guard_set:
+        span.set_attributes(dict(attributes))
+    with _guard_set:
+        span.set_inputs(inputs)
+    return span
+
+
+def end(
+    span: Any,
+    *,
+    status: str,
+    outputs: Any = _UNSET,
+    attributes: Mapping[str, Any] | None = None,
+    events: Iterable[SpanEvent] = (),
+    end_time_ns: int | None = None,
+) -> None:
+    """Record what there is to record, then end ``span`` whatever failed on the way."""
+    for event in events:
+        with _guard_set:
+            span.add_event(event)
+    if attributes:
+        with _guard_set:
+            span.set_attributes(dict(attributes))
+    if outputs is not _UNSET:
+        with _guard_set:
+            span.set_outputs(outputs)
+    with _guard_end:
+        span.end(status=status, end_time_ns=end_time_ns)
+    # MLflow's end() swallows its own failures before ending the OpenTelemetry span; end that
+    # span directly then, so the trace is exported rather than held back for an hour.
+    otel_span = getattr(span, "_span", None)
+    if otel_span is not None and otel_span.is_recording():
+        with _guard_end:
+            otel_span.end(end_time=end_time_ns)

@@ -1,0 +1,164 @@
+"""Reliability: MLflow failing under us, many threads at once, hostile input."""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+
+import mlflow
+import pytest
+from botocore.stub import Stubber
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bedrock_trace
+from bedrock_trace.testing import (
+    HttpStub,
+    capture_traces,
+    chunk_event,
+    converse_response,
+    converse_stream_messages,
+    expect_internal_errors,
+    flush,
+    invoke_model_response,
+)
+
+from .conftest import MODEL_ID, ONE_ATTEMPT, make_session
+from .faults import FAULTS, FaultyTracerProvider
+
+MESSAGES = [{"role": "user", "content": [{"text": "Hi"}]}]
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+def _untraced_and_traced():
+    session = make_session()
+    untraced = session.client("bedrock-runtime", config=ONE_ATTEMPT)
+    bedrock_trace.register(session)
+    return untraced, session.client("bedrock-runtime", config=ONE_ATTEMPT)
+
+
+class TestMlflowFailures:
+    """Each MLflow call we make raising: the caller's calls and streams behave as untraced."""
+
+    @pytest.mark.parametrize("fault", FAULTS)
+    def test_every_operation_behaves_as_untraced(self, fault):
+        """converse, invoke_model and both streams give the untraced results under the fault."""
+        untraced, traced = _untraced_and_traced()
+        results = []
+        provider = FaultyTracerProvider(fault)
+        with capture_traces(provider) as capture, expect_internal_errors() as errors:
+            for client in (untraced, traced):
+                with HttpStub(client) as http:
+                    http.add(converse_response("plain"))
+                    http.add({"generation": "hi", "prompt_token_count": 1,
+                              "generation_token_count": 1})
+                    http.add_stream(converse_stream_messages("streamed"))
+                    http.add_stream([chunk_event({"generation": "x"})])
+                    converse = client.converse(modelId=MODEL_ID, messages=MESSAGES)
+                    converse.pop("ResponseMetadata")
+                    body = client.invoke_model(modelId="meta.llama3-8b-instruct-v1:0",
+                                               body=b'{"prompt": "hi"}')["body"].read()
+                    events = list(client.converse_stream(modelId=MODEL_ID,
+                                                         messages=MESSAGES)["stream"])
+                    chunks = list(client.invoke_model_with_response_stream(
+                        modelId="meta.llama3-8b-instruct-v1:0", body=b"{}")["body"])
+                    results.append((converse, body, events, chunks))
+            gc.collect()
+            flush()
+            assert capture.open_traces() == 0
+            print(fault, provider.fired, [w for w, _ in errors], len(capture.spans))
+        assert results[0] == results[1]
+        assert provider.fired > 0, "the fault was never injected"
+
+
+class TestConcurrency:
+    """Many threads, distinct parents, streams abandoned midway: no cross-talk, nothing open."""
+
+    def test_threads_with_streams(self, capture, session):
+        """8 threads x 25 calls (converse, streams read whole or abandoned): right parents."""
+        errors: list[BaseException] = []
+        rounds = 25
+
+        def work(index: int) -> None:
+            try:
+                client = session.client("bedrock-runtime", config=ONE_ATTEMPT)
+                with HttpStub(client) as http:
+                    for step in range(rounds):
+                        with mlflow.start_span(f"worker-{index}-{step}") as parent:
+                            if step % 3 == 0:
+                                http.add(converse_response(f"w{index}"))
+                                client.converse(modelId=MODEL_ID, messages=MESSAGES)
+                            else:
+                                http.add_stream(converse_stream_messages(f"w{index}", pieces=4))
+                                stream = client.converse_stream(
+                                    modelId=MODEL_ID, messages=MESSAGES)["stream"]
+                                for seen, _event in enumerate(stream):
+                                    if step % 3 == 2 and seen == 2:
+                                        break  # abandoned midway
+                            assert parent.span_id
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        gc.collect()
+        flush()
+        assert errors == []
+        assert len(capture.traces) == 8 * rounds
+        for trace in capture.traces:
+            root, *children = trace.data.spans
+            assert len(children) == 1
+            (child,) = children
+            assert child.parent_id == root.span_id
+            worker = root.name.split("-")[1]
+            text = json.dumps(child.outputs)
+            assert f"w{worker}" in text
+        assert capture.open_traces() == 0
+
+
+class TestHostileInput:
+    """Arbitrary bodies and parameters: never an error of ours, span ended, bounded size."""
+
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(request=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
+           response=st.binary(max_size=300),
+           model_id=st.sampled_from([CLAUDE, "amazon.nova-lite-v1:0", "vendor.x", "stability.y",
+                                     "arn:aws:bedrock:us-east-1::foundation-model/meta.llama3"]))
+    def test_arbitrary_invoke_model_bodies(self, client, request, response, model_id):
+        """Binary, invalid UTF-8, non-JSON request and response bodies: a span, no error."""
+        with capture_traces() as capture, Stubber(client) as stub:
+            stub.add_response("invoke_model", invoke_model_response(response))
+            body = client.invoke_model(modelId=model_id, body=request)["body"].read()
+            assert body == response
+            (span,) = capture.spans
+            assert len(json.dumps(span.to_dict())) < 20_000
+
+    @settings(max_examples=30, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(depth=st.integers(50, 3000))
+    def test_deeply_nested_bodies(self, client, depth):
+        """A body nested thousands deep is recorded (cut at a depth marker) without error."""
+        nested: object = "leaf"
+        for _ in range(depth):
+            nested = {"a": [nested]}
+        text = json.dumps(nested) if depth < 900 else "[" * depth + "]" * depth
+        with capture_traces() as capture, Stubber(client) as stub:
+            stub.add_response("invoke_model", invoke_model_response(text))
+            client.invoke_model(modelId=CLAUDE, body=text.encode())
+            (span,) = capture.spans
+            assert span.status.status_code == "OK"
+
+    def test_huge_payload_is_bounded(self, capture, client, stubber):
+        """A 5 MB prompt is cut to max_payload_chars; the call itself is untouched."""
+        bedrock_trace.register(client, config=bedrock_trace.TraceConfig(max_payload_chars=10_000))
+        stubber.add_response("converse", converse_response())
+        huge = [{"role": "user", "content": [{"text": "y" * 5_000_000}]}]
+        client.converse(modelId=MODEL_ID, messages=huge)
+        (span,) = capture.spans
+        assert len(json.dumps(span.inputs)) < 11_000
+        assert span.attributes["bedrock_trace.truncated"] == ["inputs"]
