@@ -329,12 +329,14 @@ class HttpStub:
 
     Nothing leaves the process; botocore still signs, retries and parses for real. Queue a
     response with :meth:`add` (status, headers, body) or an exception with :meth:`add_error`
-    (raised where the HTTP send would have failed). Requests seen are kept in ``requests``.
+    (raised where the HTTP send would have failed). Requests seen are kept in ``requests``
+    (unless ``keep_requests=False``, for long runs).
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, keep_requests: bool = True) -> None:
         self._client = client
         self._queue: deque[Any] = deque()
+        self._keep_requests = keep_requests
         self.requests: list[Any] = []
 
     def add(
@@ -383,7 +385,8 @@ class HttpStub:
         return len(self._queue)
 
     def _on_before_send(self, request: Any, **kwargs: Any) -> AWSResponse:
-        self.requests.append(request)
+        if self._keep_requests:
+            self.requests.append(request)
         if not self._queue:
             raise AssertionError(f"HttpStub: no response queued for {request.url}")
         item = self._queue.popleft()

@@ -35,11 +35,18 @@ class TestCaptureContentOff:
         """Model, parameters, usage, stop reason stay; the texts do not."""
         bedrock_trace.register(client, config=TraceConfig(capture_content=False))
         stubber.add_response("converse", converse_response(REPLY, input_tokens=9))
-        client.converse(modelId=MODEL_ID, messages=MESSAGES, system=[{"text": "be nice"}],
-                        inferenceConfig={"maxTokens": 64, "temperature": 0.1})
+        client.converse(
+            modelId=MODEL_ID,
+            messages=MESSAGES,
+            system=[{"text": "be nice"}],
+            inferenceConfig={"maxTokens": 64, "temperature": 0.1},
+        )
         (span,) = capture.spans
-        assert span.inputs == {"modelId": MODEL_ID, "messages": [{"role": "user"}],
-                               "inferenceConfig": {"maxTokens": 64, "temperature": 0.1}}
+        assert span.inputs == {
+            "modelId": MODEL_ID,
+            "messages": [{"role": "user"}],
+            "inferenceConfig": {"maxTokens": 64, "temperature": 0.1},
+        }
         assert span.outputs["stopReason"] == "end_turn"
         assert span.outputs["usage"]["inputTokens"] == 9
         assert span.attributes["mlflow.chat.tokenUsage"]["input_tokens"] == 9
@@ -54,18 +61,26 @@ class TestCaptureContentOff:
         http.add_stream(converse_stream_messages(REPLY))
         list(client.converse_stream(modelId=MODEL_ID, messages=MESSAGES)["stream"])
         (span,) = capture.spans
-        assert [event.name for event in span.events][0] == "messageStart"
+        assert span.events[0].name == "messageStart"
         assert "jane@example.com" not in _dump(span)
         assert span.attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 15
 
     def test_invoke_model_has_no_chat_messages(self, capture, client, http):
         """invoke_model: no body text and no mlflow.chat.messages."""
         bedrock_trace.register(client, config=TraceConfig(capture_content=False))
-        http.add({"type": "message", "role": "assistant",
-                  "content": [{"type": "text", "text": REPLY}],
-                  "usage": {"input_tokens": 5, "output_tokens": 2}})
-        body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
-                "messages": [{"role": "user", "content": SECRET_PROMPT}]}
+        http.add(
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "text", "text": REPLY}],
+                "usage": {"input_tokens": 5, "output_tokens": 2},
+            }
+        )
+        body = {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": SECRET_PROMPT}],
+        }
         client.invoke_model(modelId=CLAUDE, body=json.dumps(body))
         (span,) = capture.spans
         assert "mlflow.chat.messages" not in span.attributes
@@ -92,21 +107,37 @@ class TestRedaction:
         client.converse(modelId=MODEL_ID, messages=MESSAGES)
         http.add_stream(converse_stream_messages(REPLY))
         list(client.converse_stream(modelId=MODEL_ID, messages=MESSAGES)["stream"])
-        http.add_stream([chunk_event({"type": "content_block_delta", "index": 0,
-                                      "delta": {"type": "text_delta", "text": REPLY}})])
-        list(client.invoke_model_with_response_stream(modelId=CLAUDE, body=json.dumps(
-            {"messages": [{"role": "user", "content": SECRET_PROMPT}]}))["body"])
+        http.add_stream(
+            [
+                chunk_event(
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": REPLY},
+                    }
+                )
+            ]
+        )
+        list(
+            client.invoke_model_with_response_stream(
+                modelId=CLAUDE,
+                body=json.dumps({"messages": [{"role": "user", "content": SECRET_PROMPT}]}),
+            )["body"]
+        )
         converse, stream, invoke = capture.spans
         assert converse.inputs["messages"][0]["content"][0]["text"] == (
-            "My card number is [card], email [email]")
+            "My card number is [card], email [email]"
+        )
         assert converse.outputs["output"]["message"]["content"][0]["text"] == (
-            "I will not repeat [email]")
+            "I will not repeat [email]"
+        )
         for span in (converse, stream, invoke):
             dumped = _dump(span)
             assert "jane@example.com" not in dumped
             assert "4111-1111" not in dumped
         assert invoke.attributes["mlflow.chat.messages"][0]["content"] == (
-            "My card number is [card], email [email]")
+            "My card number is [card], email [email]"
+        )
 
     def test_failing_hook_withholds_content(self, capture, client, stubber):
         """A hook that raises: the payload is withheld, the call unaffected, the error logged."""
@@ -157,25 +188,35 @@ class TestEnvironment:
 
     def test_from_env_reads_every_variable(self):
         """Each BEDROCK_TRACE_* variable maps onto its field."""
-        config = TraceConfig.from_env({
-            "BEDROCK_TRACE_CAPTURE_CONTENT": "false",
-            "BEDROCK_TRACE_INCLUDE_BINARY": "yes",
-            "BEDROCK_TRACE_MAX_PAYLOAD_CHARS": "1234",
-            "BEDROCK_TRACE_MAX_RAW_BODY_CHARS": "99",
-            "BEDROCK_TRACE_MAX_STREAM_EVENTS": "7",
-            "BEDROCK_TRACE_REDACT": "tests.test_content:scrub",
-        })
-        assert config == TraceConfig(capture_content=False, include_binary=True,
-                                     max_payload_chars=1234, max_raw_body_chars=99,
-                                     max_stream_events=7, redact=scrub)
+        config = TraceConfig.from_env(
+            {
+                "BEDROCK_TRACE_CAPTURE_CONTENT": "false",
+                "BEDROCK_TRACE_INCLUDE_BINARY": "yes",
+                "BEDROCK_TRACE_MAX_PAYLOAD_CHARS": "1234",
+                "BEDROCK_TRACE_MAX_RAW_BODY_CHARS": "99",
+                "BEDROCK_TRACE_MAX_STREAM_EVENTS": "7",
+                "BEDROCK_TRACE_REDACT": "tests.test_content:scrub",
+            }
+        )
+        assert config == TraceConfig(
+            capture_content=False,
+            include_binary=True,
+            max_payload_chars=1234,
+            max_raw_body_chars=99,
+            max_stream_events=7,
+            redact=scrub,
+        )
 
-    @pytest.mark.parametrize(("name", "value", "message"), [
-        ("BEDROCK_TRACE_CAPTURE_CONTENT", "maybe", "true or false"),
-        ("BEDROCK_TRACE_MAX_PAYLOAD_CHARS", "lots", "integer"),
-        ("BEDROCK_TRACE_MAX_PAYLOAD_CHARS", "0", ">= 1"),
-        ("BEDROCK_TRACE_REDACT", "no_colon", "package.module:function"),
-        ("BEDROCK_TRACE_REDACT", "json:not_there", "not a callable"),
-    ])
+    @pytest.mark.parametrize(
+        ("name", "value", "message"),
+        [
+            ("BEDROCK_TRACE_CAPTURE_CONTENT", "maybe", "true or false"),
+            ("BEDROCK_TRACE_MAX_PAYLOAD_CHARS", "lots", "integer"),
+            ("BEDROCK_TRACE_MAX_PAYLOAD_CHARS", "0", ">= 1"),
+            ("BEDROCK_TRACE_REDACT", "no_colon", "package.module:function"),
+            ("BEDROCK_TRACE_REDACT", "json:not_there", "not a callable"),
+        ],
+    )
     def test_bad_values_are_clear_errors(self, name, value, message):
         """A value that cannot mean anything is a ValueError naming the variable's rule."""
         with pytest.raises(ValueError, match=message):

@@ -51,18 +51,24 @@ class TestMlflowFailures:
             for client in (untraced, traced):
                 with HttpStub(client) as http:
                     http.add(converse_response("plain"))
-                    http.add({"generation": "hi", "prompt_token_count": 1,
-                              "generation_token_count": 1})
+                    http.add(
+                        {"generation": "hi", "prompt_token_count": 1, "generation_token_count": 1}
+                    )
                     http.add_stream(converse_stream_messages("streamed"))
                     http.add_stream([chunk_event({"generation": "x"})])
                     converse = client.converse(modelId=MODEL_ID, messages=MESSAGES)
                     converse.pop("ResponseMetadata")
-                    body = client.invoke_model(modelId="meta.llama3-8b-instruct-v1:0",
-                                               body=b'{"prompt": "hi"}')["body"].read()
-                    events = list(client.converse_stream(modelId=MODEL_ID,
-                                                         messages=MESSAGES)["stream"])
-                    chunks = list(client.invoke_model_with_response_stream(
-                        modelId="meta.llama3-8b-instruct-v1:0", body=b"{}")["body"])
+                    body = client.invoke_model(
+                        modelId="meta.llama3-8b-instruct-v1:0", body=b'{"prompt": "hi"}'
+                    )["body"].read()
+                    events = list(
+                        client.converse_stream(modelId=MODEL_ID, messages=MESSAGES)["stream"]
+                    )
+                    chunks = list(
+                        client.invoke_model_with_response_stream(
+                            modelId="meta.llama3-8b-instruct-v1:0", body=b"{}"
+                        )["body"]
+                    )
                     results.append((converse, body, events, chunks))
             gc.collect()
             flush()
@@ -92,7 +98,8 @@ class TestConcurrency:
                             else:
                                 http.add_stream(converse_stream_messages(f"w{index}", pieces=4))
                                 stream = client.converse_stream(
-                                    modelId=MODEL_ID, messages=MESSAGES)["stream"]
+                                    modelId=MODEL_ID, messages=MESSAGES
+                                )["stream"]
                                 for seen, _event in enumerate(stream):
                                     if step % 3 == 2 and seen == 2:
                                         break  # abandoned midway
@@ -123,12 +130,22 @@ class TestConcurrency:
 class TestHostileInput:
     """Arbitrary bodies and parameters: never an error of ours, span ended, bounded size."""
 
-    @settings(max_examples=60, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(request=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
-           response=st.binary(max_size=300),
-           model_id=st.sampled_from([CLAUDE, "amazon.nova-lite-v1:0", "vendor.x", "stability.y",
-                                     "arn:aws:bedrock:us-east-1::foundation-model/meta.llama3"]))
+    @settings(
+        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        request=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
+        response=st.binary(max_size=300),
+        model_id=st.sampled_from(
+            [
+                CLAUDE,
+                "amazon.nova-lite-v1:0",
+                "vendor.x",
+                "stability.y",
+                "arn:aws:bedrock:us-east-1::foundation-model/meta.llama3",
+            ]
+        ),
+    )
     def test_arbitrary_invoke_model_bodies(self, client, request, response, model_id):
         """Binary, invalid UTF-8, non-JSON request and response bodies: a span, no error."""
         with capture_traces() as capture, Stubber(client) as stub:
@@ -138,8 +155,9 @@ class TestHostileInput:
             (span,) = capture.spans
             assert len(json.dumps(span.to_dict())) < 20_000
 
-    @settings(max_examples=30, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(depth=st.integers(50, 3000))
     def test_deeply_nested_bodies(self, client, depth):
         """A body nested thousands deep is recorded (cut at a depth marker) without error."""
@@ -162,3 +180,37 @@ class TestHostileInput:
         (span,) = capture.spans
         assert len(json.dumps(span.inputs)) < 11_000
         assert span.attributes["bedrock_trace.truncated"] == ["inputs"]
+
+
+class TestTrackingServerUnavailable:
+    """The tracking server down or slow: calls and streams still behave as untraced."""
+
+    def test_server_down_and_slow(self, closed_port):
+        """Traces export to a closed port, then to a server that stalls: callers unaffected."""
+        from .loopback import Script, loopback
+
+        untraced, traced = _untraced_and_traced()
+        with loopback() as slow:
+            for _ in range(50):  # every MLflow REST call stalls 2 s, then fails
+                slow.add(
+                    Script([(2.0, b"{}")], status=503, headers={"content-type": "application/json"})
+                )
+            for uri in (f"http://127.0.0.1:{closed_port}", slow.url):
+                mlflow.set_tracking_uri(uri)
+                try:
+                    results = []
+                    for client in (untraced, traced):
+                        with HttpStub(client) as http:
+                            http.add(converse_response("plain"))
+                            http.add_stream(converse_stream_messages("streamed"))
+                            converse = client.converse(modelId=MODEL_ID, messages=MESSAGES)
+                            converse.pop("ResponseMetadata")
+                            events = list(
+                                client.converse_stream(modelId=MODEL_ID, messages=MESSAGES)[
+                                    "stream"
+                                ]
+                            )
+                            results.append((converse, events))
+                    assert results[0] == results[1]
+                finally:
+                    mlflow.set_tracking_uri(None)
