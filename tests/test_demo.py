@@ -35,7 +35,10 @@ class TestDemoScenarios:
         assert [s.name for s in basic.data.spans] == ["BedrockRuntime.converse"]
         assert [s.name for s in streamed.data.spans] == ["BedrockRuntime.converse_stream"]
         assert [s.name for s in agent.data.spans] == [
-            "weather_agent", "BedrockRuntime.converse", "get_weather", "BedrockRuntime.converse"
+            "weather_agent",
+            "BedrockRuntime.converse",
+            "get_weather",
+            "BedrockRuntime.converse",
         ]
         assert "Spans open and close" in out.getvalue()
         assert "sunny" in out.getvalue()
@@ -50,8 +53,10 @@ class TestDemoScenarios:
 class TestDemoCommand:
     """The command line."""
 
-    @pytest.mark.skipif(importlib.util.find_spec("sqlalchemy") is not None,
-                        reason="full mlflow is installed; the e2e suite runs the demo")
+    @pytest.mark.skipif(
+        importlib.util.find_spec("sqlalchemy") is not None,
+        reason="full mlflow is installed; the e2e suite runs the demo",
+    )
     def test_local_store_without_full_mlflow_says_what_to_install(self, capsys):
         """With mlflow-tracing alone, the default local store is refused with advice."""
         assert demo.main(["demo"]) == 2
