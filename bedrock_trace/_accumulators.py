@@ -204,18 +204,6 @@ class ConverseAccumulator:
 INVOCATION_METRICS = "amazon-bedrock-invocationMetrics"
 
 
-def metrics_usage(metrics: Any) -> dict[str, int] | None:
-    """Usage from ``amazon-bedrock-invocationMetrics`` in the last chunk of a stream."""
-    if not isinstance(metrics, Mapping):
-        return None
-    return _models.make_usage(
-        metrics.get("inputTokenCount"),
-        metrics.get("outputTokenCount"),
-        cache_read=metrics.get("cacheReadInputTokenCount"),
-        cache_write=metrics.get("cacheWriteInputTokenCount"),
-    )
-
-
 class ChunkAccumulator:
     """InvokeModelWithResponseStream ``chunk`` events, rebuilt per model family.
 

@@ -22,7 +22,7 @@ from bedrock_trace._config import TraceConfig
 from bedrock_trace._content import prepare
 from bedrock_trace._guard import Guard
 from bedrock_trace._reaper import reaper
-from bedrock_trace._streams import StreamState
+from bedrock_trace._streams import StreamWrapper
 
 _guard_event = Guard("async stream event")
 _guard_end = Guard("async stream end")
@@ -41,13 +41,8 @@ def _end_on_error(state: Any, error: BaseException) -> None:
         state.end(error=error)
 
 
-class TracedAioEventStream(AioEventStream):  # type: ignore[misc]
-    """An ``AioEventStream`` that records what passes through it (see ``TracedEventStream``)."""
-
-    def __init__(self, stream: Any, state: StreamState) -> None:
-        # Delegates to the stream aiobotocore created; AioEventStream.__init__ is not called.
-        self._bt_stream = stream
-        self._bt_state = state
+class TracedAioEventStream(StreamWrapper, AioEventStream):  # type: ignore[misc]
+    """An ``AioEventStream`` that records what passes through it (see ``StreamWrapper``)."""
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._bt_events()
@@ -77,29 +72,11 @@ class TracedAioEventStream(AioEventStream):  # type: ignore[misc]
     async def get_initial_response(self) -> Any:
         return await self._bt_stream.get_initial_response()
 
-    def close(self) -> None:
-        try:
-            with _guard_end:
-                self._bt_state.end(reason="the caller closed the stream before its end")
-        finally:
-            self._bt_stream.close()
-
     async def __aenter__(self) -> TracedAioEventStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_bt_"):
-            raise AttributeError(name)
-        return getattr(self._bt_stream, name)
-
-    def __del__(self) -> None:
-        state = self.__dict__.get("_bt_state")
-        if state is not None and not state.ended:
-            with _guard_final:
-                state.end_later("the stream was dropped before its end")
 
 
 class BodyState:

@@ -94,31 +94,6 @@ def make_usage(
     return usage
 
 
-def converse_usage(usage: Any) -> dict[str, int] | None:
-    """Usage from a Converse ``usage`` object (TokenUsage in the API reference)."""
-    if not isinstance(usage, Mapping):
-        return None
-    return make_usage(
-        usage.get("inputTokens"),
-        usage.get("outputTokens"),
-        total_tokens=usage.get("totalTokens"),
-        cache_read=usage.get("cacheReadInputTokens"),
-        cache_write=usage.get("cacheWriteInputTokens"),
-    )
-
-
-def header_usage(headers: Mapping[str, str] | None) -> dict[str, int] | None:
-    """Usage from the ``x-amzn-bedrock-*-token-count`` response headers of invoke_model."""
-    if not headers:
-        return None
-    return make_usage(
-        headers.get("x-amzn-bedrock-input-token-count"),
-        headers.get("x-amzn-bedrock-output-token-count"),
-        cache_read=headers.get("x-amzn-bedrock-cache-read-input-token-count"),
-        cache_write=headers.get("x-amzn-bedrock-cache-write-input-token-count"),
-    )
-
-
 def _dig(body: Any, *path: str | int) -> Any:
     for step in path:
         if isinstance(step, int):
@@ -130,40 +105,71 @@ def _dig(body: Any, *path: str | int) -> Any:
     return body
 
 
-def _anthropic_usage(body: Any) -> dict[str, int] | None:
-    usage = _dig(body, "usage")
-    if not isinstance(usage, Mapping):
-        return None
-    return make_usage(
-        usage.get("input_tokens"),
-        usage.get("output_tokens"),
-        cache_read=usage.get("cache_read_input_tokens"),
-        cache_write=usage.get("cache_creation_input_tokens"),
-    )
+@attrs.frozen
+class UsageFields:
+    """Where one source reports token counts: the keys of a mapping found at ``path``."""
+
+    input: str
+    output: str
+    total: str | None = None
+    cache_read: str | None = None
+    cache_write: str | None = None
+    path: tuple[str, ...] = ()
+
+    def __call__(self, source: Any) -> dict[str, int] | None:
+        fields = _dig(source, *self.path) if self.path else source
+        if not isinstance(fields, Mapping):
+            return None
+        return make_usage(
+            fields.get(self.input),
+            fields.get(self.output),
+            total_tokens=fields.get(self.total) if self.total else None,
+            cache_read=fields.get(self.cache_read) if self.cache_read else None,
+            cache_write=fields.get(self.cache_write) if self.cache_write else None,
+        )
 
 
-def _nova_usage(body: Any) -> dict[str, int] | None:
-    usage = _dig(body, "usage")
-    if not isinstance(usage, Mapping):
-        return None
-    return make_usage(
-        usage.get("inputTokens"),
-        usage.get("outputTokens"),
-        total_tokens=usage.get("totalTokens"),
-        cache_read=usage.get("cacheReadInputTokenCount"),
-        cache_write=usage.get("cacheWriteInputTokenCount"),
-    )
-
-
-def _openai_usage(body: Any) -> dict[str, int] | None:
-    usage = _dig(body, "usage")
-    if not isinstance(usage, Mapping):
-        return None
-    return make_usage(
-        usage.get("prompt_tokens"),
-        usage.get("completion_tokens"),
-        total_tokens=usage.get("total_tokens"),
-    )
+#: Converse ``usage`` (TokenUsage in the Bedrock Runtime API reference).
+converse_usage = UsageFields(
+    "inputTokens",
+    "outputTokens",
+    total="totalTokens",
+    cache_read="cacheReadInputTokens",
+    cache_write="cacheWriteInputTokens",
+)
+#: The ``x-amzn-bedrock-*-token-count`` response headers of invoke_model.
+header_usage = UsageFields(
+    "x-amzn-bedrock-input-token-count",
+    "x-amzn-bedrock-output-token-count",
+    cache_read="x-amzn-bedrock-cache-read-input-token-count",
+    cache_write="x-amzn-bedrock-cache-write-input-token-count",
+)
+#: ``amazon-bedrock-invocationMetrics`` in the last chunk of an invoke_model stream.
+metrics_usage = UsageFields(
+    "inputTokenCount",
+    "outputTokenCount",
+    cache_read="cacheReadInputTokenCount",
+    cache_write="cacheWriteInputTokenCount",
+)
+_anthropic_usage = UsageFields(
+    "input_tokens",
+    "output_tokens",
+    cache_read="cache_read_input_tokens",
+    cache_write="cache_creation_input_tokens",
+    path=("usage",),
+)
+_nova_usage = UsageFields(
+    "inputTokens",
+    "outputTokens",
+    total="totalTokens",
+    cache_read="cacheReadInputTokenCount",
+    cache_write="cacheWriteInputTokenCount",
+    path=("usage",),
+)
+_openai_usage = UsageFields(
+    "prompt_tokens", "completion_tokens", total="total_tokens", path=("usage",)
+)
+_llama_usage = UsageFields("prompt_token_count", "generation_token_count")
 
 
 def _titan_text_usage(body: Any) -> dict[str, int] | None:
@@ -178,10 +184,6 @@ def _titan_text_usage(body: Any) -> dict[str, int] | None:
 
 def _titan_embed_usage(body: Any) -> dict[str, int] | None:
     return make_usage(_dig(body, "inputTextTokenCount"), 0)
-
-
-def _llama_usage(body: Any) -> dict[str, int] | None:
-    return make_usage(_dig(body, "prompt_token_count"), _dig(body, "generation_token_count"))
 
 
 def _no_usage(body: Any) -> None:

@@ -16,7 +16,7 @@ from botocore.response import StreamingBody
 
 from bedrock_trace import _keys as K
 from bedrock_trace import _models
-from bedrock_trace._accumulators import ChunkAccumulator, ConverseAccumulator, metrics_usage
+from bedrock_trace._accumulators import ChunkAccumulator, ConverseAccumulator
 from bedrock_trace._chat import chat_messages
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._payload import decode_json_body, json_safe
@@ -262,7 +262,7 @@ def invoke_body_attributes(
     usage = family.usage(body) if isinstance(body, Mapping) else None
     if usage is not None:
         attributes[K.USAGE_SOURCE] = "body"
-    elif usage := metrics_usage(metrics):
+    elif usage := _models.metrics_usage(metrics):
         attributes[K.USAGE_SOURCE] = "invocation_metrics"
     elif usage := _models.header_usage(headers):
         attributes[K.USAGE_SOURCE] = "headers"

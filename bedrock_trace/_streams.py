@@ -131,18 +131,45 @@ class StreamState:
             reaper.submit(lambda end_time_ns: self.end(reason=reason, end_time_ns=end_time_ns))
 
 
-class TracedEventStream(EventStream):  # type: ignore[type-arg]
-    """A botocore ``EventStream`` that records what passes through it.
+class StreamWrapper:
+    """What the sync and async stream wrappers share: closing, delegation, finalising.
 
-    It delegates to the stream botocore created rather than re-parsing: the caller receives
-    the very event dicts botocore produced. ``EventStream.__init__`` is deliberately not
-    called; every method of ``EventStream`` is overridden, and other attributes are looked up
-    on the wrapped stream.
+    Wrappers delegate to the stream botocore (or aiobotocore) created rather than re-parsing:
+    the caller receives the very event dicts it produced. The stream class's ``__init__`` is
+    deliberately not called; its public methods are overridden, and other attributes are
+    looked up on the wrapped stream.
     """
 
-    def __init__(self, stream: EventStream, state: StreamState) -> None:  # type: ignore[type-arg]
+    _bt_stream: Any
+    _bt_state: StreamState
+
+    def __init__(self, stream: Any, state: StreamState) -> None:
         self._bt_stream = stream
         self._bt_state = state
+
+    def close(self) -> None:
+        """Close the underlying stream; a span not yet ended ends as incomplete."""
+        try:
+            with _guard_end:
+                self._bt_state.end(reason="the caller closed the stream before its end")
+        finally:
+            self._bt_stream.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not found on the wrapper (e.g. botocore's private ones).
+        if name.startswith("_bt_"):
+            raise AttributeError(name)
+        return getattr(self._bt_stream, name)
+
+    def __del__(self) -> None:
+        state = self.__dict__.get("_bt_state")
+        if state is not None and not state.ended:
+            with _guard_final:
+                state.end_later("the stream was dropped before its end")
+
+
+class TracedEventStream(StreamWrapper, EventStream):  # type: ignore[type-arg]
+    """A botocore ``EventStream`` that records what passes through it."""
 
     def __iter__(self) -> Iterator[Any]:
         return self._bt_events()
@@ -170,31 +197,11 @@ class TracedEventStream(EventStream):  # type: ignore[type-arg]
     def get_initial_response(self) -> Any:
         return self._bt_stream.get_initial_response()
 
-    def close(self) -> None:
-        """Close the underlying stream; a span not yet ended ends as incomplete."""
-        try:
-            with _guard_end:
-                self._bt_state.end(reason="the caller closed the stream before its end")
-        finally:
-            self._bt_stream.close()
-
     def __enter__(self) -> TracedEventStream:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for attributes not found on the wrapper (e.g. botocore's private ones).
-        if name.startswith("_bt_"):
-            raise AttributeError(name)
-        return getattr(self._bt_stream, name)
-
-    def __del__(self) -> None:
-        state = self.__dict__.get("_bt_state")
-        if state is not None and not state.ended:
-            with _guard_final:
-                state.end_later("the stream was dropped before its end")
 
 
 def wrap_stream(
