@@ -17,11 +17,17 @@ import attrs
 from bedrock_trace import _models
 from bedrock_trace._payload import json_safe
 
-Recorded = tuple[str, str, bool]  # span event name, JSON text, carries model output
+# span event name, JSON text (None when not asked for), carries model output
+Recorded = tuple[str, "str | None", bool]
 
 
 def _dumps(value: Any, include_binary: bool) -> str:
-    return json.dumps(json_safe(value, include_binary), separators=(",", ":"))
+    # Almost every payload is plain JSON: let the C encoder try first, and walk the value for
+    # binary content and other types only when it refuses.
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return json.dumps(json_safe(value, include_binary), separators=(",", ":"))
 
 
 # Stream payloads come from the network: every field is checked before use, never assumed.
@@ -117,11 +123,11 @@ class ConverseAccumulator:
         self.response: dict[str, Any] = {}
         self.unknown: list[dict[str, Any]] = []
 
-    def add(self, event: Mapping[str, Any]) -> Recorded:
-        """Take one stream event; a dict with exactly one key, the event type."""
+    def add(self, event: Mapping[str, Any], text: bool = True) -> Recorded:
+        """Take one stream event (a dict with one key, the event type); JSON text if asked."""
         name, payload = next(iter(event.items())) if event else ("unknown", {})
         content = self.apply(name, payload)
-        return name, _dumps(payload, self.include_binary), content
+        return name, _dumps(payload, self.include_binary) if text else None, content
 
     def apply(self, name: str, payload: Any) -> bool:
         if not isinstance(payload, Mapping):
@@ -218,29 +224,30 @@ class ChunkAccumulator:
         self.metrics: dict[str, Any] | None = None
         self.unknown: list[Any] = []
 
-    def add(self, event: Mapping[str, Any]) -> Recorded:
+    def add(self, event: Mapping[str, Any], text: bool = True) -> Recorded:
+        """Take one stream event; its JSON text is the chunk's own bytes, decoded."""
         chunk = event.get("chunk") if isinstance(event, Mapping) else None
         raw = chunk.get("bytes") if isinstance(chunk, Mapping) else None
         if not isinstance(raw, (bytes, bytearray)):
             # Not a chunk: a future event type. Recorded as it came, kept in the output.
             name = next(iter(event), "unknown") if isinstance(event, Mapping) else "unknown"
             self.unknown.append(event)
-            return str(name), _dumps(event, self.include_binary), False
-        text = bytes(raw).decode("utf-8", errors="replace")
+            return str(name), _dumps(event, self.include_binary) if text else None, False
+        decoded_text = bytes(raw).decode("utf-8", errors="replace")
         try:
-            decoded = json.loads(text)
+            decoded = json.loads(decoded_text)
         except (ValueError, RecursionError):
-            self.unknown.append(text)
-            return "chunk", json.dumps(text), False
+            self.unknown.append(decoded_text)
+            return "chunk", json.dumps(decoded_text), False
         if not isinstance(decoded, dict):
             self.unknown.append(decoded)
-            return "chunk", text, False
+            return "chunk", decoded_text, False
         metrics = decoded.pop(INVOCATION_METRICS, None)
         if isinstance(metrics, Mapping):
             self.metrics = dict(metrics)
         content = self.builder.add(decoded)
         kind = decoded.get("type")
-        return (kind if isinstance(kind, str) else "chunk"), text, content
+        return (kind if isinstance(kind, str) else "chunk"), decoded_text, content
 
     def build(self) -> Any:
         body = self.builder.build()
@@ -288,6 +295,8 @@ class _AnthropicBuilder:
         self.message: dict[str, Any] = {"type": "message", "role": "assistant", "content": []}
         self.blocks: dict[int, dict[str, Any]] = {}
         self.partial_json: dict[int, list[str]] = {}
+        # (block index, field) -> fragments; joined once in build(), not on every delta
+        self.parts: dict[tuple[int, str], list[str]] = {}
         self.usage: dict[str, Any] = {}
 
     def add(self, chunk: dict[str, Any]) -> bool:
@@ -314,7 +323,7 @@ class _AnthropicBuilder:
                 citations.append(delta.get("citation"))
             elif delta_type in self._TEXT_DELTAS:
                 field = self._TEXT_DELTAS[delta_type]
-                block[field] = _text(block.get(field)) + _text(delta.get(field))
+                self.parts.setdefault((index, field), []).append(_text(delta.get(field)))
             return True
         if kind == "message_delta":
             self.message.update(_dict(chunk.get("delta")))
@@ -325,6 +334,10 @@ class _AnthropicBuilder:
     def build(self) -> dict[str, Any]:
         message = dict(self.message)
         content = []
+        for (index, field), parts in self.parts.items():
+            block = self.blocks[index]
+            block[field] = _text(block.get(field)) + "".join(parts)
+        self.parts.clear()
         for index in sorted(self.blocks):
             block = dict(self.blocks[index])
             if index in self.partial_json:
@@ -411,6 +424,14 @@ class _ChoicesBuilder:
         self.choices: dict[int, dict[str, Any]] = {}
         self.outputs: dict[int, dict[str, Any]] = {}
         self.extra: dict[str, Any] = {}
+        # (target dict id, field) -> (target, fragments): joined once in build()
+        self.parts: dict[tuple[int, str], tuple[dict[str, Any], list[str]]] = {}
+
+    def _append(self, target: dict[str, Any], field: str, text: str) -> None:
+        entry = self.parts.get((id(target), field))
+        if entry is None:
+            entry = self.parts[(id(target), field)] = (target, [])
+        entry[1].append(text)
 
     def add(self, chunk: dict[str, Any]) -> bool:
         content = False
@@ -424,14 +445,14 @@ class _ChoicesBuilder:
                 message = target.setdefault("message", {"role": "assistant", "content": ""})
                 for key in ("content", "reasoning_content"):
                     if isinstance(delta.get(key), str):
-                        message[key] = _text(message.get(key)) + delta[key]
+                        self._append(message, key, delta[key])
                         content = True
                 if isinstance(delta.get("role"), str):
                     message["role"] = delta["role"]
                 if delta.get("tool_calls"):
                     message.setdefault("tool_calls", []).extend(_list(delta["tool_calls"]))
             if isinstance(choice.get("text"), str):
-                target["text"] = _text(target.get("text")) + choice["text"]
+                self._append(target, "text", choice["text"])
                 content = True
             for key in ("finish_reason", "stop_reason"):
                 if choice.get(key) is not None:
@@ -439,7 +460,7 @@ class _ChoicesBuilder:
         for position, output in enumerate(_list(chunk.get("outputs"))):
             if isinstance(output, Mapping):
                 target = self.outputs.setdefault(position, {"text": ""})
-                target["text"] += _text(output.get("text"))
+                self._append(target, "text", _text(output.get("text")))
                 if output.get("stop_reason") is not None:
                     target["stop_reason"] = output["stop_reason"]
                 content = True
@@ -449,6 +470,9 @@ class _ChoicesBuilder:
         return content
 
     def build(self) -> dict[str, Any]:
+        for (_, field), (target, fragments) in self.parts.items():
+            target[field] = _text(target.get(field)) + "".join(fragments)
+        self.parts.clear()
         body: dict[str, Any] = dict(self.extra)
         if self.choices:
             body["choices"] = [{"index": i, **self.choices[i]} for i in sorted(self.choices)]

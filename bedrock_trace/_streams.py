@@ -24,6 +24,7 @@ from typing import Any
 from botocore.eventstream import EventStream
 from botocore.exceptions import ClientError
 from mlflow.entities import SpanEvent, SpanStatusCode
+from opentelemetry.sdk.trace import SpanLimits
 
 from bedrock_trace import _keys as K
 from bedrock_trace import _spans
@@ -39,6 +40,20 @@ _guard_final = Guard("stream finaliser", reraise_in_strict=False)
 Finish = Callable[[Any], tuple[Any, dict[str, Any]]]
 
 
+def event_limit(config: TraceConfig) -> int:
+    """How many stream events one span can record.
+
+    OpenTelemetry keeps at most ``SpanLimits.max_events`` events per span (128 unless
+    ``OTEL_SPAN_EVENT_COUNT_LIMIT`` says otherwise) and silently drops the oldest beyond that;
+    one place is kept free for an exception event. Events past the limit are counted in
+    ``bedrock_trace.dropped_events`` instead of being recorded and then lost.
+    """
+    otel_limit = SpanLimits().max_events
+    if otel_limit is None:
+        return config.max_stream_events
+    return max(0, min(config.max_stream_events, otel_limit - 1))
+
+
 class StreamState:
     """What one stream has produced so far, and its span (owned by the stream from now on)."""
 
@@ -49,6 +64,7 @@ class StreamState:
         "ended",
         "finish",
         "first_output_ns",
+        "limit",
         "lock",
         "recorded",
         "span",
@@ -68,18 +84,20 @@ class StreamState:
         self.total = 0
         self.start_ns: int = span.start_time_ns
         self.first_output_ns: int | None = None
+        self.limit = event_limit(config)
 
     def on_event(self, event: Any) -> None:
         """Record one event: a span event (up to the cap) and its share of the output."""
         if self.ended:
             return
         self.total += 1
-        name, text, output = self.accumulator.add(event)
+        record = self.recorded < self.limit
+        name, text, output = self.accumulator.add(event, record)
         if output and self.first_output_ns is None:
             self.first_output_ns = time.time_ns()
-        if self.recorded < self.config.max_stream_events:
+        if record:
             self.recorded += 1
-            text = event_text(self.config, text)
+            text = event_text(self.config, text or "")
             self.span.add_event(SpanEvent(name, attributes={"json": text}))  # type: ignore[abstract]
         else:
             self.dropped += 1

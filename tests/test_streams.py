@@ -386,6 +386,20 @@ class TestStreamPassThrough:
         assert span.attributes["bedrock_trace.dropped_events"] == len(messages) - 3
         assert text_of(kind, span) == kind.full_text
 
+    def test_opentelemetry_event_limit_is_respected_and_counted(self, capture, client, http):
+        """OpenTelemetry keeps 128 events per span: the first 127 are recorded, the rest counted."""
+        text = "".join(f"w{i} " for i in range(300))
+        messages = converse_stream_messages(text, pieces=300)
+        http.add_stream(messages)
+        events = list(client.converse_stream(modelId=CLAUDE, messages=MESSAGES)["stream"])
+        assert len(events) == len(messages)
+        (span,) = capture.spans
+        assert len(span.events) == 127
+        assert span.events[0].name == "messageStart"
+        assert span.attributes["bedrock_trace.dropped_events"] == len(messages) - 127
+        assert span.outputs["output"]["message"]["content"][0]["text"] == text
+        assert span.attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 15
+
 
 class TestConverseStreamContent:
     """converse_stream outputs rebuild the Converse response shape."""
