@@ -33,13 +33,14 @@ CONTEXT_KEY = "bedrock_trace"
 class Call:
     """Per-call state: the operation, the caller's parameters, the span once opened."""
 
-    __slots__ = ("config", "ended", "inputs", "operation", "params", "span")
+    __slots__ = ("config", "ended", "inputs", "operation", "params", "response_wire", "span")
 
     def __init__(self, operation: Operation, config: TraceConfig, params: dict[str, Any] | None):
         self.operation = operation
         self.config = config
         self.params = params
         self.inputs: Any = None  # as recorded (JSON-safe, bodies decoded)
+        self.response_wire: bytes | None = None  # a non-streaming response's body bytes
         self.span: Any = None
         self.ended = False
 
@@ -54,17 +55,26 @@ def _end_aborted(span: Any, end_time_ns: int) -> None:
     _spans.end(span, status=SpanStatusCode.ERROR, attributes=attributes, end_time_ns=end_time_ns)
 
 
-def open_span(call: Call, params: Mapping[str, Any], context: Mapping[str, Any]) -> None:
-    """Open the call's span under the caller's active MLflow span (not made current)."""
+def open_span(
+    call: Call, params: Mapping[str, Any], context: Mapping[str, Any], wire: Any = None
+) -> None:
+    """Open the call's span under the caller's active MLflow span (not made current).
+
+    Args:
+        wire: the serialised request body (``before-call``'s ``params["body"]``), if any.
+    """
     op = call.operation
-    inputs, extra = op.inputs(params, call.config)
+    inputs, extra = op.inputs(params, call.config, wire)
     attributes = op.attributes(params)
     attributes[K.OPERATION] = op.name
     if region := context.get("client_region"):
         attributes[K.REGION] = region
     attributes.update(extra)
     span_type = op.span_type(inputs)  # from the full inputs, before content controls
-    recorded = prepare(call.config, "inputs", inputs, attributes)
+    size_hint = (
+        len(wire) + 256 if isinstance(wire, (bytes, bytearray)) and op.body_key is None else None
+    )
+    recorded = prepare(call.config, "inputs", inputs, attributes, size_hint)
     span = _spans.start(op.span_name, span_type, recorded, attributes)
     if span is None:
         return
@@ -84,6 +94,17 @@ def _response_attributes(parsed: Mapping[str, Any], http_status: int | None) -> 
     if http_status is not None:
         attributes[K.HTTP_STATUS] = http_status
     return attributes
+
+
+def _content(http_response: Any) -> bytes | None:
+    """The bytes of a non-streaming response (botocore read them already); None for stubs.
+
+    aiobotocore's ``content`` is a coroutine: not touched (it would never be awaited).
+    """
+    if getattr(http_response, "raw", None) is None or from_aiobotocore(http_response):
+        return None
+    content = http_response.content
+    return content if isinstance(content, bytes) else None
 
 
 def _headers(http_response: Any) -> Mapping[str, str]:
@@ -116,6 +137,8 @@ def finish_response(call: Call, http_response: Any, parsed: Any, model: Any, con
         return
     op = call.operation
     headers = _headers(http_response)
+    if op.stream_key is None and op.body_key is None:
+        call.response_wire = _content(http_response)
     if op.stream_key is not None and op.accumulator and op.stream_finish:
         _hand_over_stream(call, op, parsed, headers, attributes)
         return
@@ -189,8 +212,11 @@ def end_ok(call: Call, outputs: Any, attributes: dict[str, Any]) -> None:
         return
     call.ended = True
     recorded: Any = None
+    wire = call.response_wire
     try:
-        recorded = prepare(call.config, "outputs", outputs, attributes)
+        recorded = prepare(
+            call.config, "outputs", outputs, attributes, len(wire) + 256 if wire else None
+        )
     finally:
         _spans.end(call.span, status=SpanStatusCode.OK, outputs=recorded, attributes=attributes)
 

@@ -78,9 +78,10 @@ def _rough_chars(value: Any, budget: int) -> int:
     stack = [value]
     while stack and total <= budget:
         item = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)
+        if kind is str:
             total += len(item) + 2
-        elif isinstance(item, Mapping):
+        elif kind is dict or isinstance(item, Mapping):
             total += 2
             for key, nested in item.items():
                 total += len(key) + 4
@@ -93,8 +94,11 @@ def _rough_chars(value: Any, budget: int) -> int:
     return total
 
 
-def _cap(value: Any, limit: int) -> tuple[Any, bool]:
-    if _rough_chars(value, limit) <= limit // 2:
+def _cap(value: Any, limit: int, size_hint: int | None) -> tuple[Any, bool]:
+    # size_hint: an upper bound of the payload's JSON size known for free (the request or
+    # response bytes on the wire), which saves walking the payload to estimate it.
+    estimate = size_hint if size_hint is not None else _rough_chars(value, limit)
+    if estimate <= limit // 2:
         return value, False  # clearly small: no need to serialise twice
     text = json.dumps(value, ensure_ascii=False, default=str)
     if len(text) <= limit:
@@ -105,11 +109,14 @@ def _cap(value: Any, limit: int) -> tuple[Any, bool]:
     }, True
 
 
-def record(config: TraceConfig, kind: str, value: Any) -> tuple[Any, bool]:
+def record(
+    config: TraceConfig, kind: str, value: Any, size_hint: int | None = None
+) -> tuple[Any, bool]:
     """The form of ``value`` that may be recorded; True when it was truncated.
 
     Args:
         kind: ``"inputs"``, ``"outputs"``, ``"event"`` or ``"messages"``, passed to the hook.
+        size_hint: an upper bound of the JSON size of ``value``, if one is known.
     """
     if value is None:
         return None, False
@@ -120,7 +127,8 @@ def record(config: TraceConfig, kind: str, value: Any) -> tuple[Any, bool]:
         with _guard_redact:
             redacted = config.redact(kind, value)
         value = redacted
-    return _cap(value, config.max_payload_chars)
+        size_hint = None  # the hook may have made it bigger
+    return _cap(value, config.max_payload_chars, size_hint)
 
 
 def event_text(config: TraceConfig, text: str) -> str:
@@ -135,9 +143,15 @@ def event_text(config: TraceConfig, text: str) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def prepare(config: TraceConfig, kind: str, value: Any, attributes: dict[str, Any]) -> Any:
+def prepare(
+    config: TraceConfig,
+    kind: str,
+    value: Any,
+    attributes: dict[str, Any],
+    size_hint: int | None = None,
+) -> Any:
     """``record`` for span inputs or outputs, noting truncation, and the chat messages too."""
-    value, truncated = record(config, kind, value)
+    value, truncated = record(config, kind, value, size_hint)
     if truncated:
         attributes[TRUNCATED] = [*attributes.get(TRUNCATED, ()), kind]
     messages = attributes.get(CHAT_MESSAGES)

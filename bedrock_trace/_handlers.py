@@ -58,7 +58,7 @@ class Handlers:
             call = context.get(CONTEXT_KEY)
             if call is None or call.span is not None:
                 return  # registered mid-call (no snapshot), or already opened
-            open_span(call, call.params, context)
+            open_span(call, call.params, context, params.get("body"))
             if call.span is None:
                 del context[CONTEXT_KEY]  # tracing is off: nothing to end
 

@@ -39,7 +39,31 @@ def _without_metadata(parsed: Mapping[str, Any]) -> dict[str, Any]:
 # --- inputs --------------------------------------------------------------------------------
 
 
-def _plain_inputs(params: Mapping[str, Any], config: TraceConfig) -> tuple[Any, Attributes]:
+# Blob members are serialised under these keys in Bedrock Runtime's JSON requests and
+# responses (content block sources, reasoning's redactedContent).
+_BLOB_MARKERS = (b'"bytes"', b'"redactedContent"')
+
+
+def plain_json(wire: Any) -> bool:
+    """Whether a serialised JSON request or response body holds no binary member.
+
+    Then its parsed form is plain JSON and needs no walk to be recorded. A marker inside text
+    would be escaped (``\\"bytes\\"``), so a false "no" is impossible; a false "yes" only
+    costs the walk. Timestamps never travel in these JSON bodies (only ListAsyncInvokes takes
+    them, in its query string, and its body is empty: the walk runs).
+    """
+    return (
+        isinstance(wire, (bytes, bytearray))
+        and len(wire) > 2
+        and not any(marker in wire for marker in _BLOB_MARKERS)
+    )
+
+
+def _plain_inputs(
+    params: Mapping[str, Any], config: TraceConfig, wire: Any = None
+) -> tuple[Any, Attributes]:
+    if plain_json(wire):
+        return params, {}  # already a shallow copy of the caller's arguments
     return json_safe(params, config.include_binary), {}
 
 
@@ -57,7 +81,9 @@ def _read_request_body(body: Any, limit: int) -> bytes | bytearray | str | None:
     return None
 
 
-def _invoke_inputs(params: Mapping[str, Any], config: TraceConfig) -> tuple[Any, Attributes]:
+def _invoke_inputs(
+    params: Mapping[str, Any], config: TraceConfig, wire: Any = None
+) -> tuple[Any, Attributes]:
     inputs = dict(params)
     attributes: Attributes = {}
     body = params.get("body")
@@ -77,11 +103,13 @@ def _invoke_inputs(params: Mapping[str, Any], config: TraceConfig) -> tuple[Any,
     return inputs, attributes
 
 
-def _count_tokens_inputs(params: Mapping[str, Any], config: TraceConfig) -> tuple[Any, Attributes]:
+def _count_tokens_inputs(
+    params: Mapping[str, Any], config: TraceConfig, wire: Any = None
+) -> tuple[Any, Attributes]:
     # CountTokens wraps an InvokeModel body as a blob: show it decoded, as for invoke_model.
     body = _models._dig(params, "input", "invokeModel", "body")
     if not isinstance(body, (bytes, bytearray, str)):
-        return _plain_inputs(params, config)
+        return _plain_inputs(params, config, wire)
     decoded, reason = decode_json_body(
         body, include_binary=config.include_binary, max_raw_chars=config.max_raw_body_chars
     )
@@ -153,7 +181,9 @@ def converse_finish_attributes(response: Mapping[str, Any]) -> Attributes:
 
 
 def _converse_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: Any) -> Finished:
-    outputs = json_safe(_without_metadata(parsed), call.config.include_binary)
+    outputs = _without_metadata(parsed)
+    if not plain_json(call.response_wire):
+        outputs = json_safe(outputs, call.config.include_binary)
     return Finished(outputs, converse_finish_attributes(parsed))
 
 
@@ -319,7 +349,8 @@ def _chat_attributes(family: _models.Family, inputs: Any, body: Any) -> Attribut
 
 # --- the table -----------------------------------------------------------------------------
 
-InputsFn = Callable[[Mapping[str, Any], TraceConfig], "tuple[Any, Attributes]"]
+# (params, config, serialised request body or None) -> (inputs, attributes)
+InputsFn = Callable[[Mapping[str, Any], TraceConfig, Any], "tuple[Any, Attributes]"]
 FinishFn = Callable[[Mapping[str, Any], Mapping[str, str], Any], Finished]
 # (accumulator, *, fields, headers, inputs) -> (outputs, attributes)
 StreamFinishFn = Callable[..., "tuple[Any, Attributes]"]

@@ -119,19 +119,24 @@ def json_safe(value: Any, include_binary: bool = False, *, base64_strings: bool 
 
 
 def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int, b64: bool) -> Any:
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         if b64 and len(value) >= _MIN_BASE64_CHARS:
             return _base64_placeholder(value) or value
+        return value
+    if kind is int or kind is float or kind is bool or value is None:
+        return value  # exact types first: the isinstance checks below cost more
+    if isinstance(value, str):
         return value
     if isinstance(value, _SCALARS):
         return value
     if depth >= _MAX_DEPTH:
         return "[nested too deep]"
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         fmt_here = value.get("format")
         if not isinstance(fmt_here, str):
             fmt_here = fmt
-        out: dict[Any, Any] | None = None if type(value) is dict else {}
+        out: dict[Any, Any] | None = None if kind is dict else {}
         for key, item in value.items():
             new = _walk(item, include_binary, fmt_here, depth + 1, b64)
             if out is None:
@@ -144,8 +149,8 @@ def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int, b64: bo
                     out[done_key] = done_item
             out[key if isinstance(key, str) else str(key)] = new
         return value if out is None else out
-    if isinstance(value, (list, tuple)):
-        items: list[Any] | None = None if type(value) is list else []
+    if kind is list or isinstance(value, (list, tuple)):
+        items: list[Any] | None = None if kind is list else []
         for index, item in enumerate(value):
             new = _walk(item, include_binary, fmt, depth + 1, b64)
             if items is None:
@@ -160,7 +165,6 @@ def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int, b64: bo
         return value.isoformat()
     if isinstance(value, (set, frozenset)):
         return [_walk(item, include_binary, fmt, depth + 1, b64) for item in value]
-    kind = type(value)
     return f"<{kind.__module__}.{kind.__qualname__}>"
 
 
