@@ -185,9 +185,14 @@ class TestHostileInput:
 class TestTrackingServerUnavailable:
     """The tracking server down or slow: calls and streams still behave as untraced."""
 
-    def test_server_down_and_slow(self, closed_port):
+    def test_server_down_and_slow(self, closed_port, monkeypatch):
         """Traces export to a closed port, then to a server that stalls: callers unaffected."""
         from .loopback import Script, loopback
+
+        # MLflow retries failed exports with backoff, and flushes its export queue when the
+        # tracking URI changes: without this the test waits minutes on MLflow, not on us.
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
 
         untraced, traced = _untraced_and_traced()
         with loopback() as slow:
