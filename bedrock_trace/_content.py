@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from bedrock_trace import _keys as K
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._guard import Guard
 from bedrock_trace._keys import CHAT_MESSAGES
@@ -51,7 +52,7 @@ _METADATA_KEYS = frozenset(
     }
 )
 
-TRUNCATED = "bedrock_trace.truncated"  # marker key in a cut payload, and the span attribute
+TRUNCATED = K.TRUNCATED
 REDACTION_FAILED = "[redaction failed: content withheld]"
 
 

@@ -48,6 +48,7 @@ BODY_ERROR = _NS + "body_error"
 CONTENT_TYPE = _NS + "content_type"
 INCOMPLETE = _NS + "incomplete"
 END_REASON = _NS + "end_reason"
+TRUNCATED = _NS + "truncated"  # the span attribute, and the marker key in a cut payload
 STREAM_EVENTS = _NS + "stream_events"
 DROPPED_EVENTS = _NS + "dropped_events"
 TIME_TO_FIRST_TOKEN_MS = _NS + "time_to_first_token_ms"
