@@ -60,11 +60,12 @@ class TestRegisterTargets:
         _converse(session.create_client("bedrock-runtime", region_name=REGION))
         assert len(capture.spans) == 1
 
-    def test_default_session(self, capture, monkeypatch):
+    def test_default_session(self, capture):
         """register(None) covers boto3.client(...) and no other session."""
-        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKE")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
+        # A fresh default session, through boto3's own API (the one boto3.client(...) uses).
+        boto3.setup_default_session(
+            aws_access_key_id="AKIAFAKE", aws_secret_access_key="fake-secret", region_name=REGION
+        )
         bedrock_trace.register()
         try:
             _converse(boto3.client("bedrock-runtime", region_name=REGION))

@@ -183,13 +183,11 @@ def mlflow_server(requirements: None, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 def mlflow_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Put MLflow's global tracking URI and active experiment back after the test."""
+    """Put MLflow's global tracking URI (and its environment variables) back after the test."""
     import mlflow
-    from mlflow.tracking import fluent
     from mlflow.tracking._tracking_service import utils
 
     saved_uri = getattr(utils, "_tracking_uri", None)
-    monkeypatch.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])

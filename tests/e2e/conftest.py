@@ -214,30 +214,27 @@ def mlflow_experiment(mlflow_server: MlflowServer, request: pytest.FixtureReques
     """MLflow pointed at the server, with an experiment of the test module's own; MLflow's
     tracking URI, active experiment and tracer provider are restored afterwards."""
     import mlflow
-    from mlflow.tracking import fluent
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     name = f"bedrock-trace-e2e.{request.module.__name__.rpartition('.')[2]}"
     # set_tracking_uri and set_experiment also export MLFLOW_TRACKING_URI and
     # MLFLOW_EXPERIMENT_ID; left behind, they would send later tests' traces to this server.
     saved_env = {variable: os.environ.get(variable) for variable in _MLFLOW_ENV}
-    with pytest.MonkeyPatch.context() as patch:
-        # Setting an attribute to its own value records it, and the context puts it back.
-        patch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
-        patch.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
-        try:
-            for variable in _MLFLOW_ENV:
+    saved_uri = tracking_utils._tracking_uri  # None unless someone set one
+    try:
+        for variable in _MLFLOW_ENV:
+            os.environ.pop(variable, None)
+        mlflow.set_tracking_uri(mlflow_server.url)
+        yield mlflow.set_experiment(name)
+    finally:
+        with contextlib.suppress(Exception):
+            flush_traces()  # a failure here is the test's, reported there
+        mlflow.set_tracking_uri(saved_uri)
+        for variable, value in saved_env.items():
+            if value is None:
                 os.environ.pop(variable, None)
-            mlflow.set_tracking_uri(mlflow_server.url)
-            yield mlflow.set_experiment(name)
-        finally:
-            with contextlib.suppress(Exception):
-                flush_traces()  # a failure here is the test's, reported there
-            for variable, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(variable, None)
-                else:
-                    os.environ[variable] = value
+            else:
+                os.environ[variable] = value
     # The tracer provider was built for the server; the next trace builds one afresh.
     mlflow.tracing.reset()
 
