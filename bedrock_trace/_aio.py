@@ -152,7 +152,8 @@ class TracedAioStreamingBody(AioStreamingBody):  # type: ignore[misc]
         with _guard_end:
             if chunk:
                 state.chunks.append(chunk)
-            if amt is None or (not chunk and amt > 0):
+            # read() / read(-1) read everything; an empty chunk for a positive size is the end.
+            if amt is None or amt < 0 or (not chunk and amt > 0):
                 state.end()
         return chunk
 
