@@ -188,11 +188,3 @@ class TracedAioStreamingBody(AioStreamingBody):  # type: ignore[misc]
         if not state.ended:
             with _guard_final:
                 state.end_later("the body was dropped before it was read to its end")
-
-
-def is_async_stream(stream: Any) -> bool:
-    return isinstance(stream, AioEventStream)
-
-
-def is_async_body(body: Any) -> bool:
-    return isinstance(body, AioStreamingBody)

@@ -52,7 +52,6 @@ _METADATA_KEYS = frozenset(
     }
 )
 
-TRUNCATED = K.TRUNCATED
 REDACTION_FAILED = "[redaction failed: content withheld]"
 
 
@@ -105,7 +104,7 @@ def _cap(value: Any, limit: int, size_hint: int | None) -> tuple[Any, bool]:
     if len(text) <= limit:
         return value, False
     return {
-        TRUNCATED: {"original_chars": len(text), "kept_chars": limit},
+        K.TRUNCATED: {"original_chars": len(text), "kept_chars": limit},
         "preview": text[:limit],
     }, True
 
@@ -154,7 +153,7 @@ def prepare(
     """``record`` for span inputs or outputs, noting truncation, and the chat messages too."""
     value, truncated = record(config, kind, value, size_hint)
     if truncated:
-        attributes[TRUNCATED] = [*attributes.get(TRUNCATED, ()), kind]
+        attributes[K.TRUNCATED] = [*attributes.get(K.TRUNCATED, ()), kind]
     messages = attributes.get(CHAT_MESSAGES)
     if messages is not None:
         if config.capture_content:
