@@ -17,6 +17,9 @@ from bedrock_trace._reaper import reaper
 # One Handlers object per emitter we registered on. Keyed weakly: a dropped session or client
 # takes its registration with it. Handlers hold no reference back to the emitter.
 _registrations: weakref.WeakKeyDictionary[Any, _handlers.Handlers] = weakref.WeakKeyDictionary()
+# The subset made by autolog() for clients it saw created: it switches them all at once, and an
+# explicit register(client) takes a client out of it.
+_autologged: weakref.WeakSet[_handlers.Handlers] = weakref.WeakSet()
 _lock = threading.Lock()
 
 _ACCEPTED = "a boto3.Session, a botocore.session.Session, a botocore client, or None"
@@ -55,6 +58,43 @@ def _detach(emitter: Any) -> None:
         emitter.unregister(event, unique_id=_handlers.unique_id(method))
 
 
+def owner_of(emitter: Any) -> _handlers.Handlers | None:
+    """The registration whose handlers ``emitter`` holds (a client's may be its session's)."""
+    for _handler, response in emitter.emit(_handlers.OWNER_EVENT):
+        if isinstance(response, _handlers.Handlers):
+            return response
+    return None
+
+
+def register_autologged(client: Any, config: TraceConfig) -> bool:
+    """Trace ``client`` for ``autolog()``, unless a registration already covers it.
+
+    A client created from a registered session holds that session's handlers (copied with
+    the emitter) and keeps them, with the session's config: explicit registrations win.
+
+    Returns:
+        True if ``client`` is now traced by autolog's own handlers.
+    """
+    emitter = client.meta.events
+    with _lock:
+        if emitter in _registrations or owner_of(emitter) is not None:
+            return False
+        handlers = _registrations[emitter] = _handlers.Handlers(config)
+        _autologged.add(handlers)
+        _attach(emitter, handlers)
+    reaper.start()
+    return True
+
+
+def switch_autologged(*, active: bool, config: TraceConfig | None = None) -> None:
+    """Turn every client autolog() registered on or off, optionally with a new config."""
+    with _lock:
+        for handlers in list(_autologged):
+            handlers.active = active
+            if config is not None:
+                handlers.config = config
+
+
 def register(target: Any = None, *, config: TraceConfig | None = None) -> None:
     """Trace the Bedrock Runtime calls of ``target`` as MLflow spans.
 
@@ -85,6 +125,11 @@ def register(target: Any = None, *, config: TraceConfig | None = None) -> None:
                 # The client may hold its session's handlers (copied with the emitter): its
                 # own registration takes their place, so one call never gets two spans.
                 _detach(emitter)
+        elif handlers in _autologged:
+            # An explicit registration of a client autolog() registered: it is the user's now,
+            # with its own config, and autolog(disable=True) no longer switches it off.
+            _autologged.discard(handlers)
+            handlers.config = config or TraceConfig.from_env()
         elif config is not None:
             handlers.config = config
         handlers.active = True
@@ -105,4 +150,5 @@ def unregister(target: Any = None) -> None:
         handlers = _registrations.get(emitter)
         if handlers is not None:
             handlers.active = False
+            _autologged.discard(handlers)  # autolog() never switches it back on
         _detach(emitter)
