@@ -310,7 +310,7 @@ def _print_ui_hint(args: argparse.Namespace, trace_ids: list[str], out: TextIO) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``bedrock-trace`` command line: ``demo`` and ``standin``."""
+    """``bedrock-trace`` command line: ``demo``, ``standin`` and ``run``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "standin":
         from bedrock_trace import standin
@@ -318,9 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return standin.main(argv[1:])
     if argv and argv[0] == "demo":
         return run(argv[1:])
+    if argv and argv[0] == "run":
+        from bedrock_trace import _run
+
+        return _run.main(argv[1:])
     print(
         "usage: bedrock-trace demo [--tracking-uri URI] [--live] [--region R] [--model-id M]\n"
-        "       bedrock-trace standin [--port P] [--scenario FILE]",
+        "       bedrock-trace standin [--port P] [--scenario FILE]\n"
+        "       bedrock-trace run [--quiet] [--no-check] -- COMMAND [ARGS...]",
         file=sys.stderr,
     )
     return 0 if argv and argv[0] in ("-h", "--help") else 2
