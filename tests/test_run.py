@@ -6,13 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import venv
 from pathlib import Path
 
 import pytest
 
 from bedrock_trace import _run
+
+from .test_autolog import APP
 
 ENV = "BOTOCORE_EXPERIMENTAL__PLUGINS"
 ENTRY = "bedrock_trace=bedrock_trace.plugin"
@@ -168,23 +169,6 @@ class TestRunCheck:
         else:
             assert found is not None
             assert Path(found).name.startswith("python3")
-
-
-APP = textwrap.dedent(
-    """
-    import sys
-    import boto3
-    from botocore.stub import Stubber
-    from bedrock_trace.testing import capture_traces, converse_response
-
-    with capture_traces() as capture:
-        client = boto3.Session(region_name="us-east-1").client("bedrock-runtime")
-        with Stubber(client) as stub:
-            stub.add_response("converse", converse_response("Hello"))
-            client.converse(modelId="m", messages=[{"role": "user", "content": [{"text": "Hi"}]}])
-    print([span.name for span in capture.spans])
-    """
-)
 
 
 def test_run_traces_a_program_that_never_calls_autolog(tmp_path):
