@@ -118,6 +118,8 @@ class ConverseAccumulator:
 
     def __init__(self, include_binary: bool = False) -> None:
         self.include_binary = include_binary
+        #: the final event (``metadata``) arrived: the stream is complete however it is closed
+        self.finished = False
         self.role = "assistant"
         self.blocks: dict[int, _Block] = {}
         self.response: dict[str, Any] = {}
@@ -154,6 +156,7 @@ class ConverseAccumulator:
             self.response.update(payload)
             return False
         if name == "metadata":
+            self.finished = True
             for key in self._TOP_LEVEL:
                 if key in payload:
                     self.response[key] = payload[key]
@@ -223,6 +226,9 @@ class ChunkAccumulator:
         self.builder = _BUILDERS.get(self.family.name, _GenericBuilder)()
         self.metrics: dict[str, Any] | None = None
         self.unknown: list[Any] = []
+        #: the final chunk arrived: Bedrock adds its invocation metrics to the last chunk of
+        #: every model family (and Anthropic's ``message_stop`` says so in the model's terms)
+        self.finished = False
 
     def add(self, event: Mapping[str, Any], text: bool = True) -> Recorded:
         """Take one stream event; its JSON text is the chunk's own bytes, decoded."""
@@ -245,8 +251,11 @@ class ChunkAccumulator:
         metrics = decoded.pop(INVOCATION_METRICS, None)
         if isinstance(metrics, Mapping):
             self.metrics = dict(metrics)
+            self.finished = True
         content = self.builder.add(decoded)
         kind = decoded.get("type")
+        if kind == "message_stop":
+            self.finished = True
         return (kind if isinstance(kind, str) else "chunk"), decoded_text, content
 
     def build(self) -> Any:

@@ -38,7 +38,7 @@ def _end_on_error(state: Any, error: BaseException) -> None:
     if isinstance(error, asyncio.CancelledError):
         state.end(reason=_CANCELLED)
     else:
-        state.end(error=error)
+        state.fail(error)
 
 
 class TracedAioEventStream(StreamWrapper, AioEventStream):  # type: ignore[misc]

@@ -66,6 +66,7 @@ class StreamState:
         "first_output_ns",
         "limit",
         "lock",
+        "read_error",
         "recorded",
         "span",
         "start_ns",
@@ -85,6 +86,8 @@ class StreamState:
         self.start_ns: int = span.start_time_ns
         self.first_output_ns: int | None = None
         self.limit = event_limit(config)
+        #: a read that failed without the service saying so, while its span waits (see fail)
+        self.read_error: BaseException | None = None
 
     def on_event(self, event: Any) -> None:
         """Record one event: a span event (up to the cap) and its share of the output."""
@@ -114,6 +117,10 @@ class StreamState:
             if self.ended:
                 return
             self.ended = True
+        if error is None and reason is not None and getattr(self.accumulator, "finished", False):
+            # Every event of the response arrived (the caller stopped at the final one and
+            # closed, as langchain-aws does): a complete stream, not a broken-off one.
+            reason = None
         outputs: Any = None
         attributes: dict[str, Any] = {}
         events = [SpanEvent.from_exception(error)] if error is not None else []  # type: ignore[arg-type]
@@ -145,8 +152,64 @@ class StreamState:
 
     def end_later(self, reason: str) -> None:
         """End from a finaliser: hand the work to the reaper thread."""
-        if not self.ended:
+        if not self.ended and self.read_error is None:
             reaper.submit(lambda end_time_ns: self.end(reason=reason, end_time_ns=end_time_ns))
+
+    def fail(self, error: BaseException) -> None:
+        """A read raised ``error``: end the span ERROR, unless the caller was cancelling it.
+
+        An error the service sent (``EventStreamError``) ends the span at once. A broken
+        connection is told apart from a caller cutting its own read short from another thread
+        (pydantic-ai shuts the socket down, then closes the stream) only by that ``close()``
+        following: so the span waits ``READ_ERROR_GRACE_S`` for it, then ends ERROR with the
+        time of the failure.
+        """
+        if isinstance(error, ClientError) or not isinstance(error, Exception):
+            self.end(error=error)
+            return
+        end_time_ns = time.time_ns()
+        self.read_error = error
+        timer = threading.Timer(READ_ERROR_GRACE_S, self._fail_now, args=(error, end_time_ns))
+        with _pending_lock:
+            _pending.add(timer)
+        timer.start()
+
+    def _fail_now(self, error: BaseException, end_time_ns: int) -> None:
+        try:
+            with _guard_final:
+                self.end(error=error, end_time_ns=end_time_ns)
+        finally:
+            with _pending_lock:
+                _pending.discard(threading.current_thread())
+
+    def close_reason(self) -> str:
+        """Why a span ends when the caller closes its stream now."""
+        if self.read_error is not None:
+            return f"{CANCELLED} (the read failed with {type(self.read_error).__name__})"
+        return "the caller closed the stream before its end"
+
+
+#: How long a stream whose read failed waits for the caller's ``close()`` (see ``fail``).
+READ_ERROR_GRACE_S = 0.25
+CANCELLED = "the caller cancelled the read and closed the stream"
+# The timers of failed reads still waiting; non-daemon threads, so interpreter exit waits for
+# them (before atexit handlers, MLflow's export included).
+_pending: set[threading.Timer] = set()
+_pending_lock = threading.Lock()
+
+
+def flush_pending(timeout: float = 10.0) -> None:
+    """Wait for the spans of failed reads still waiting out their grace period."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with _pending_lock:
+            timers = list(_pending)
+        if not timers:
+            return
+        for timer in timers:
+            timer.join(max(0.0, deadline - time.monotonic()))
+        if time.monotonic() >= deadline:
+            return
 
 
 class StreamWrapper:
@@ -162,6 +225,10 @@ class StreamWrapper:
     _bt_state: StreamState
 
     def __init__(self, stream: Any, state: StreamState) -> None:
+        # The stream's own instance attributes, shared (not copied): code that reaches into
+        # ``vars(stream)`` (pydantic-ai shuts a blocked read down through ``_raw_stream``)
+        # finds what it would find on botocore's stream.
+        self.__dict__.update(vars(stream))
         self._bt_stream = stream
         self._bt_state = state
 
@@ -169,7 +236,7 @@ class StreamWrapper:
         """Close the underlying stream; a span not yet ended ends as incomplete."""
         try:
             with _guard_end:
-                self._bt_state.end(reason="the caller closed the stream before its end")
+                self._bt_state.end(reason=self._bt_state.close_reason())
         finally:
             self._bt_stream.close()
 
@@ -207,7 +274,7 @@ class TracedEventStream(StreamWrapper, EventStream):  # type: ignore[type-arg]
             raise
         except BaseException as error:
             with _guard_end:
-                state.end(error=error)
+                state.fail(error)
             raise
         with _guard_end:
             state.end()

@@ -56,6 +56,7 @@ from bedrock_trace._eventstream import (
     exception_message,
 )
 from bedrock_trace._reaper import reaper
+from bedrock_trace._streams import flush_pending
 
 __all__ = [
     "HttpStub",
@@ -177,7 +178,12 @@ def capture_traces(tracer_provider: TracerProvider | None = None) -> Iterator[Tr
 
 
 def flush(timeout: float = 10.0) -> None:
-    """Wait until spans of garbage-collected calls and streams have been ended."""
+    """Wait until spans of garbage-collected calls and streams have been ended.
+
+    Also waits for streams whose read failed mid-way: their span ends a quarter of a second
+    after the failure (see docs/streaming.md).
+    """
+    flush_pending(timeout)
     reaper.flush(timeout)
 
 

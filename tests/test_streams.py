@@ -289,6 +289,7 @@ class TestStreamEnds:
             with pytest.raises((ReadTimeoutError, urllib3.exceptions.ReadTimeoutError)):
                 for _event in stream:
                     pass
+        settle()  # a read that fails without the service saying so waits for a close()
         (span,) = capture.spans
         assert span.status.status_code == SpanStatusCode.ERROR
         assert span.attributes["bedrock_trace.incomplete"] is True
@@ -346,6 +347,118 @@ class TestStreamEnds:
         assert span.status.status_code == SpanStatusCode.OK
         assert span.attributes["bedrock_trace.stream_events"] == 0
         assert "bedrock_trace.time_to_first_token_ms" not in span.attributes
+
+
+class TestStreamsAsFrameworksRead:
+    """What agent frameworks do with a stream, recorded as what it is."""
+
+    def test_final_event_then_close_is_complete(self, capture, client, http, kind):
+        """Read up to the last event, then close (langchain-aws): complete, not broken off."""
+        messages = kind.messages(4)
+        http.add_stream(messages)
+        stream = kind.call(client)[kind.key]
+        iterator = iter(stream)
+        events = [next(iterator) for _ in messages]
+        stream.close()
+        settle()
+        (span,) = capture.spans
+        assert "bedrock_trace.incomplete" not in span.attributes
+        assert "bedrock_trace.end_reason" not in span.attributes
+        assert span.status.status_code == SpanStatusCode.OK
+        assert text_of(kind, span) == kind.full_text
+        assert len(span.events) == len(events)
+
+    def test_stop_at_final_event_then_break(self, capture, client, http, kind):
+        """A loop that breaks on the final event and lets the iterator go: complete too."""
+        messages = kind.messages(4)
+        http.add_stream(messages)
+        stream = kind.call(client)[kind.key]
+        for seen, _event in enumerate(stream, start=1):
+            if seen == len(messages):
+                break
+        settle()
+        (span,) = capture.spans
+        assert "bedrock_trace.incomplete" not in span.attributes
+
+    def test_close_before_final_event_is_incomplete(self, capture, client, http, kind):
+        """One event short of the end: incomplete, as before."""
+        messages = kind.messages(4)
+        http.add_stream(messages)
+        stream = kind.call(client)[kind.key]
+        iterator = iter(stream)
+        for _ in messages[:-1]:
+            next(iterator)
+        stream.close()
+        settle()
+        (span,) = capture.spans
+        assert span.attributes["bedrock_trace.incomplete"] is True
+        assert "closed" in span.attributes["bedrock_trace.end_reason"]
+
+    def test_vars_shows_botocores_attributes(self, capture, client, http, kind):
+        """vars(stream) has what botocore's EventStream has, the very same objects."""
+        http.add_stream(kind.messages(2))
+        stream = kind.call(client)[kind.key]
+        plain = EventStream(b"raw", None, None, "op")  # the attributes any EventStream has
+        assert set(vars(plain)) <= set(vars(stream))
+        raw = vars(stream)["_raw_stream"]
+        assert hasattr(raw, "read")
+        list(stream)
+
+    @pytest.mark.parametrize(
+        ("traced", "close_late"),
+        [(False, False), (True, False), (True, True)],
+        ids=["untraced", "close-at-once", "close-after-the-read-failed"],
+    )
+    def test_read_cancelled_from_another_thread(self, capture, traced, close_late):
+        """pydantic-ai cancels a blocked read: socket shut down through vars(), then close().
+
+        The reader gets what it gets untraced; the span is OK and incomplete ("cancelled"),
+        not a failure.
+        """
+        import socket
+        import threading
+
+        from bedrock_trace.standin import StandIn
+
+        scenario = {"rules": [{"reply": {"text": "one two three four"}, "slow": {"per_chunk": 2}}]}
+        with StandIn(scenario=scenario) as server:
+            session = make_session()
+            if traced:
+                bedrock_trace.register(session)
+            client = session.client(
+                "bedrock-runtime", endpoint_url=server.endpoint_url, config=ONE_ATTEMPT
+            )
+            stream = client.converse_stream(modelId=CLAUDE, messages=MESSAGES)["stream"]
+            first = threading.Event()
+            outcome: list[Any] = []
+
+            def reader() -> None:
+                try:
+                    for _event in stream:
+                        first.set()
+                except Exception as error:
+                    outcome.append(type(error))
+
+            thread = threading.Thread(target=reader)
+            thread.start()
+            assert first.wait(10)
+            vars(stream)["_raw_stream"].connection.sock.shutdown(socket.SHUT_RDWR)
+            if close_late:  # the reader has failed before the close comes (the usual order)
+                thread.join(10)
+            stream.close()
+            thread.join(10)
+        assert outcome == [urllib3.exceptions.ProtocolError]
+        settle()
+        if not traced:
+            assert capture.spans == []
+            return
+        (span,) = capture.spans
+        assert span.status.status_code == SpanStatusCode.OK
+        assert span.attributes["bedrock_trace.incomplete"] is True
+        reason = span.attributes["bedrock_trace.end_reason"]
+        assert ("cancelled" if close_late else "closed") in reason
+        assert not [event for event in span.events if event.name == "exception"]
+        bedrock_trace.unregister(session)
 
 
 class TestStreamPassThrough:
