@@ -37,13 +37,6 @@ class Handlers:
         self.active = True
         self.config = config
 
-    def on_owner_probe(self, **kwargs: Any) -> Handlers:
-        """Answer ``OWNER_EVENT``: which registration's handlers an emitter holds.
-
-        The event is our own (botocore never emits it), so returning a value is safe here.
-        """
-        return self
-
     def on_before_parameter_build(
         self, params: dict[str, Any], model: Any, context: dict[str, Any], **kwargs: Any
     ) -> None:
@@ -98,10 +91,6 @@ class Handlers:
                     _spans.end(call.span, status="ERROR")
 
 
-# An event of our own, emitted only by ``_registry`` to find the handlers an emitter holds (a
-# client inherits its session's when created). botocore's public ``emit`` answers it.
-OWNER_EVENT = "bedrock-trace-owner"
-
 # The handler table: (event, method, register first). ``before-call.*.*`` with register_first
 # is the only key a botocore Stubber cannot shadow (DESIGN.md 5.6); the other events are
 # emitted to every handler, so the service-specific key keeps other services free.
@@ -110,7 +99,6 @@ TABLE: tuple[tuple[str, str, bool], ...] = (
     ("before-call.*.*", "on_before_call", True),
     (f"after-call.{SERVICE}", "on_after_call", False),
     (f"after-call-error.{SERVICE}", "on_after_call_error", False),
-    (OWNER_EVENT, "on_owner_probe", False),
 )
 
 

@@ -58,14 +58,6 @@ def _detach(emitter: Any) -> None:
         emitter.unregister(event, unique_id=_handlers.unique_id(method))
 
 
-def owner_of(emitter: Any) -> _handlers.Handlers | None:
-    """The registration whose handlers ``emitter`` holds (a client's may be its session's)."""
-    for _handler, response in emitter.emit(_handlers.OWNER_EVENT):
-        if isinstance(response, _handlers.Handlers):
-            return response
-    return None
-
-
 def register_autologged(client: Any, config: TraceConfig) -> bool:
     """Trace ``client`` for ``autolog()``, unless a registration already covers it.
 
@@ -73,14 +65,16 @@ def register_autologged(client: Any, config: TraceConfig) -> bool:
     the emitter) and keeps them, with the session's config: explicit registrations win.
 
     Returns:
-        True if ``client`` is now traced by autolog's own handlers.
+        False if ``client`` was registered already.
     """
     emitter = client.meta.events
     with _lock:
-        if emitter in _registrations or owner_of(emitter) is not None:
+        if emitter in _registrations:
             return False
         handlers = _registrations[emitter] = _handlers.Handlers(config)
         _autologged.add(handlers)
+        # botocore ignores a handler whose unique id the emitter already has: a client that
+        # holds its registered session's handlers keeps them, and so the session's config.
         _attach(emitter, handlers)
     reaper.start()
     return True
@@ -130,6 +124,7 @@ def register(target: Any = None, *, config: TraceConfig | None = None) -> None:
             # with its own config, and autolog(disable=True) no longer switches it off.
             _autologged.discard(handlers)
             handlers.config = config or TraceConfig.from_env()
+            _detach(emitter)  # it may hold its session's handlers rather than autolog's
         elif config is not None:
             handlers.config = config
         handlers.active = True

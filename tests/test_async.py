@@ -312,7 +312,7 @@ class TestAsyncStreams:
             async with make_client() as client:
                 if how == "cancel":
                     task = asyncio.create_task(read_all(client))
-                    await asyncio.sleep(0.2)
+                    await reading.wait()  # cancel mid-stream, not while the call is made
                     task.cancel()
                     with pytest.raises(asyncio.CancelledError):
                         await task
@@ -322,8 +322,9 @@ class TestAsyncStreams:
         async def read_all(client):
             response = await client.converse_stream(modelId=CLAUDE, messages=MESSAGES)
             async for _event in response["stream"]:
-                pass
+                reading.set()
 
+        reading = asyncio.Event()
         asyncio.run(main())
         settle()
         (span,) = capture.spans
@@ -427,3 +428,65 @@ class TestAsyncAgent:
             root, child = trace.data.spans
             assert child.parent_id == root.span_id
             assert child.name == "BedrockRuntime.converse"
+
+
+class TestAsyncAutolog:
+    """autolog() reaches clients aiobotocore and aioboto3 create (the same plugin hook)."""
+
+    @pytest.fixture(autouse=True)
+    def _autolog(self, monkeypatch):
+        from bedrock_trace import _autolog
+
+        monkeypatch.delenv("BOTOCORE_EXPERIMENTAL__PLUGINS", raising=False)
+        bedrock_trace.autolog()
+        yield
+        bedrock_trace.autolog(disable=True)
+        _autolog.state.enabled, _autolog.state.config = None, None
+
+    @pytest.mark.parametrize("library", ["aiobotocore", "aioboto3"])
+    def test_client_of_an_unregistered_session(self, capture, server, library):
+        """A session nobody registered, as a framework builds it: one span per call."""
+        server.add(json_script(converse_response("Hello!")))
+
+        async def main():
+            if library == "aiobotocore":
+                session = aiobotocore_session.get_session()
+                session.set_credentials(ACCESS_KEY, SECRET_KEY)
+                create = session.create_client
+            else:
+                session = aioboto3.Session(
+                    aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY
+                )
+                create = session.client
+            async with create("bedrock-runtime", region_name=REGION, endpoint_url=server.url) as c:
+                return await c.converse(modelId=CLAUDE, messages=MESSAGES)
+
+        response = asyncio.run(main())
+        (span,) = capture.spans
+        assert span.name == "BedrockRuntime.converse"
+        assert span.outputs["output"] == response["output"]
+
+    def test_final_event_then_close_is_complete(self, capture, server):
+        """Read up to metadata, then close: complete, as in the sync path."""
+        messages = converse_stream_messages("Hello there", pieces=3)
+        server.add(stream_script(messages))
+
+        async def main():
+            session = aiobotocore_session.get_session()
+            session.set_credentials(ACCESS_KEY, SECRET_KEY)
+            async with session.create_client(
+                "bedrock-runtime", region_name=REGION, endpoint_url=server.url
+            ) as client:
+                response = await client.converse_stream(modelId=CLAUDE, messages=MESSAGES)
+                stream = response["stream"]
+                assert "_raw_stream" in vars(stream)
+                iterator = stream.__aiter__()
+                for _ in messages:
+                    await iterator.__anext__()
+                stream.close()
+
+        asyncio.run(main())
+        settle()
+        (span,) = capture.spans
+        assert "bedrock_trace.incomplete" not in span.attributes
+        assert span.status.status_code == SpanStatusCode.OK

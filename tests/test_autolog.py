@@ -129,6 +129,18 @@ class TestAutologWithRegister:
         assert "a secret answer" not in str(span.outputs)
         bedrock_trace.unregister(session)
 
+    def test_register_client_of_a_registered_session_after_autolog(self, capture):
+        """register(client) wins over the session's handlers the client holds: its config."""
+        session = make_session()
+        bedrock_trace.register(session, config=bedrock_trace.TraceConfig(capture_content=False))
+        bedrock_trace.autolog()
+        client = session.client("bedrock-runtime")
+        bedrock_trace.register(client)
+        converse(client, text="an answer to keep")
+        (span,) = capture.spans
+        assert "an answer to keep" in str(span.outputs)
+        bedrock_trace.unregister(session)
+
     def test_register_after_autolog_takes_the_client_over(self, capture):
         """register(client, config) on an autologged client: its config, one span."""
         bedrock_trace.autolog()
