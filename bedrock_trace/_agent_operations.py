@@ -115,13 +115,19 @@ def _rerank_finish(parsed: Mapping[str, Any], headers: Mapping[str, str], call: 
 # --- streams -------------------------------------------------------------------------------
 
 
+# Trace parts that are unions: the part's one member names what the event is.
+_UNION_PARTS = frozenset(
+    {"preProcessingTrace", "orchestrationTrace", "postProcessingTrace", "routingClassifierTrace"}
+)
+
+
 def _trace_event_text(part: Mapping[str, Any]) -> str:
     """A short span event for a trace event: which part of which step (the span holds it)."""
     kind, body = next(((k, v) for k, v in _dict(part.get("trace")).items()), (None, None))
     summary: dict[str, Any] = {"part": kind}
     body = _dict(body)
     member = next((k for k, v in body.items() if isinstance(v, Mapping)), None)
-    if member is not None:
+    if member is not None and kind in _UNION_PARTS:
         summary["part"] = f"{kind}.{member}"
         body = _dict(body[member])
     if isinstance(trace_id := body.get("traceId"), str):
