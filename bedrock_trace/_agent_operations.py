@@ -175,7 +175,9 @@ class AgentAccumulator:
             recorded = {**payload, "bytes": part}
             return name, _dumps(recorded, self.include_binary), True
         if name == "trace" and isinstance(payload, Mapping):
-            self.agent.on_trace(payload)
+            with self.tree.lock:
+                if not self.tree.closed:
+                    self.agent.on_trace(payload)
             return name, _trace_event_text(payload) if text else None, False
         if name == "returnControl":
             self.return_control = json_safe(payload, self.include_binary)
@@ -199,10 +201,11 @@ class AgentAccumulator:
 
     def build(self) -> dict[str, Any]:
         """Ends every child span still open, then the outputs of DESIGN.md section 7."""
-        try:
-            self.agent.close()
-        finally:
-            self.tree.close()
+        with self.tree.lock:
+            try:
+                self.agent.close()
+            finally:
+                self.tree.close()
         outputs: dict[str, Any] = {"completion": "".join(self.completion)}
         if self.citations:
             outputs["citations"] = json_safe(self.citations, self.include_binary)
@@ -327,7 +330,9 @@ class FlowAccumulator:
         self.tree.read_ns = time.time_ns()
         output = False
         if name == "flowTraceEvent" and isinstance(payload, Mapping):
-            self.flow.on_trace(payload)
+            with self.tree.lock:
+                if not self.tree.closed:
+                    self.flow.on_trace(payload)
         elif name == "flowOutputEvent":
             self.outputs.append(json_safe(payload, self.include_binary))
             output = True
@@ -341,10 +346,11 @@ class FlowAccumulator:
         return name, _dumps(payload, self.include_binary) if text else None, output
 
     def build(self) -> dict[str, Any]:
-        try:
-            self.flow.close()
-        finally:
-            self.tree.close()
+        with self.tree.lock:
+            try:
+                self.flow.close()
+            finally:
+                self.tree.close()
         outputs: dict[str, Any] = {"outputs": self.outputs}
         if self.completion_reason is not None:
             outputs["completionReason"] = self.completion_reason

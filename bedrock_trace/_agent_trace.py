@@ -24,6 +24,7 @@ moment the event was read.
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -95,6 +96,10 @@ class SpanTree:
         self.open: list[Node] = []  # open child nodes, in the order they were opened
         self.read_ns = time.time_ns()
         self.usage: dict[str, int] = {}
+        # Events and the end may come from two threads (a close() while another thread
+        # reads): one at a time, and nothing opens once the tree is closed.
+        self.lock = threading.RLock()
+        self.closed = False
 
     # --- time -----------------------------------------------------------------------------
 
@@ -115,7 +120,7 @@ class SpanTree:
         attributes: dict[str, Any],
         t: int,
     ) -> Any:
-        if parent.span is None:
+        if parent.span is None or self.closed:
             return None
         recorded = (
             prepare(self.config, "inputs", inputs, attributes) if inputs is not None else None
@@ -215,8 +220,10 @@ class SpanTree:
 
     def close(self) -> None:
         """End every span still open, as incomplete (the parent is about to end)."""
-        while self.open:
-            self.end_node(self.open[0], incomplete=True)
+        with self.lock:
+            self.closed = True
+            while self.open:
+                self.end_node(self.open[0], incomplete=True)
 
     def add_usage(self, usage: Mapping[str, int]) -> None:
         for key in (K.INPUT_TOKENS, K.OUTPUT_TOKENS, K.TOTAL_TOKENS):

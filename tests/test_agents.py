@@ -318,6 +318,74 @@ class TestAgentStreamEnds:
         assert {s.status.status_code for s in capture.spans if s is not root} == {SpanStatusCode.OK}
 
 
+class TestAgentStreamCutAnywhere:
+    """Cut at every event: whatever was open ends, once, inside its parent."""
+
+    @pytest.mark.parametrize("cut", range(len(E.full_run())))
+    def test_cut(self, capture, agent_client, agent_http, cut):
+        stream = invoke(agent_client, agent_http, E.full_run())["completion"]
+        iterator = iter(stream)
+        for _ in range(cut + 1):
+            next(iterator)
+        if cut % 2:
+            stream.close()
+        else:
+            del iterator, stream  # dropped mid-way: ended through the reaper
+        settle()
+        assert capture.open_traces() == 0
+        spans = capture.spans
+        by_id = {s.span_id: s for s in spans}
+        for span in spans:
+            parent = by_id.get(span.parent_id)
+            if parent is not None:
+                assert parent.start_time_ns <= span.start_time_ns <= span.end_time_ns
+                assert span.end_time_ns <= parent.end_time_ns
+        assert len({s.span_id for s in spans}) == len(spans)
+
+
+class TestOddTraceEvents:
+    """Trace events this version does not know, or malformed ones, lose nothing and break nothing."""
+
+    def test_odd_events(self, capture, agent_client, agent_http):
+        messages = [
+            event_message("trace", {"sessionId": "s"}),
+            E._trace("orchestrationTrace", "modelInvocationOutput", {"traceId": "x-0"}, ms=0),
+            E._trace(
+                "orchestrationTrace",
+                "observation",
+                {"traceId": "x-0", "type": "KNOWLEDGE_BASE", "knowledgeBaseLookupOutput": {}},
+                ms=1,
+            ),
+            E._trace(
+                "orchestrationTrace",
+                "observation",
+                {
+                    "traceId": "x-0",
+                    "type": "AGENT_COLLABORATOR",
+                    "agentCollaboratorInvocationOutput": {"agentCollaboratorName": "nobody"},
+                },
+                ms=2,
+            ),
+            E._trace(
+                "orchestrationTrace",
+                "modelInvocationInput",
+                E.model_input("y-0", "p"),
+                ms=3,
+                chain=(E.SUPERVISOR_ARN, "arn:unknown", "arn:deeper"),
+            ),
+            E._trace("failureTrace", None, {"failureReason": "boom"}, ms=4),
+            event_message("futureEvent", {"x": 1}),
+            E.chunk("done"),
+        ]
+        list(invoke(agent_client, agent_http, messages)["completion"])
+        settle()
+        assert capture.open_traces() == 0
+        (root,) = [s for s in capture.spans if s.parent_id is None]
+        assert root.outputs["completion"] == "done"
+        (errored,) = [s for s in capture.spans if s.status.status_code == SpanStatusCode.ERROR]
+        assert errored.status.description == "boom"
+
+
 class TestAgentContentControls:
     """capture_content, redact, max_payload_chars and include_binary govern child spans too."""
 
