@@ -344,7 +344,7 @@ class TestAgentStreamCutAnywhere:
 
 
 class TestOddTraceEvents:
-    """Trace events this version does not know, or malformed ones, lose nothing and break nothing."""
+    """Trace events this version does not know, or malformed ones: nothing lost, nothing broken."""
 
     def test_odd_events(self, capture, agent_client, agent_http):
         messages = [
