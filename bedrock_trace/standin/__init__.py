@@ -9,6 +9,12 @@ list of :class:`Rule` objects (or plain dicts / JSON) matched in order; without 
 rule it echoes the user's last message, and it plays the model's part in a tool-calling agent
 (it calls a tool the question names, then answers from the tool's result).
 
+The same server answers the Agents for Amazon Bedrock Runtime (``bedrock-agent-runtime``):
+InvokeAgent and InvokeInlineAgent (a scripted agent whose ``trace`` events look like the
+service's: pre-processing, model invocations with usage, knowledge-base lookups, action groups,
+a collaborator, a guardrail, a failure, returnControl), Retrieve, RetrieveAndGenerate(Stream),
+Rerank and InvokeFlow.
+
 Example::
 
     import boto3
@@ -32,8 +38,10 @@ From a shell: ``python -m bedrock_trace.standin --port 8765 --scenario scenario.
 from __future__ import annotations
 
 from bedrock_trace.standin._cli import main
-from bedrock_trace.standin._routes import OPERATIONS
+from bedrock_trace.standin._routes import AGENT_OPERATIONS, OPERATIONS
 from bedrock_trace.standin._scenario import (
+    AGENT_STEPS,
+    DEFAULT_AGENT_STEPS,
     Drop,
     RecordedRequest,
     Reply,
@@ -48,6 +56,9 @@ from bedrock_trace.standin._scenario import (
 from bedrock_trace.standin._server import StandIn
 
 __all__ = [
+    "AGENT_OPERATIONS",
+    "AGENT_STEPS",
+    "DEFAULT_AGENT_STEPS",
     "OPERATIONS",
     "Drop",
     "RecordedRequest",

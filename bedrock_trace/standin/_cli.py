@@ -16,7 +16,8 @@ from bedrock_trace.standin._server import StandIn, _log
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bedrock-trace standin",
-        description="Serve a local stand-in for Amazon Bedrock Runtime (nothing contacts AWS).",
+        description="Serve a local stand-in for Amazon Bedrock Runtime and the Agents for "
+        "Amazon Bedrock Runtime (nothing contacts AWS).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"Bedrock Runtime stand-in listening on {server.endpoint_url}", flush=True)
     print(f"  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={server.endpoint_url}", flush=True)
+    print(f"  export AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME={server.endpoint_url}", flush=True)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -24,6 +25,10 @@ class _Exchange:
     #: The matching rule's reply as written (None: the default), for service-specific fields.
     reply: Reply | None
     request_id: str
+    #: When the request arrived (UTC), for the timestamps an answer carries.
+    received: datetime
+    #: The scenario's delay before each stream event, in seconds.
+    per_event: float = 0.0
 
 
 @attrs.frozen

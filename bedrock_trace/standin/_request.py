@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import attrs
 
+from bedrock_trace.standin._routes import AGENT_OPERATIONS as _AGENT_OPERATIONS
 from bedrock_trace.standin._wire import _list, _mapping, _str, _text_chars
 
 
@@ -144,6 +145,8 @@ def _prompt_user_text(prompt: str) -> str:
 
 def _view_of(operation: str, body: Any) -> _View:
     body = _mapping(body)
+    if operation in _AGENT_OPERATIONS:
+        return _View(user_text=_agent_user_text(operation, body), text_chars=_text_chars(body))
     if operation == "apply_guardrail":
         texts = [
             _str(_mapping(_mapping(item).get("text")).get("text"))
@@ -163,3 +166,57 @@ def _view_of(operation: str, body: Any) -> _View:
         return _messages_view(body)
     prompt = _str(body.get("inputText")) or _str(body.get("prompt"))
     return _View(user_text=_prompt_user_text(prompt), text_chars=_text_chars(body))
+
+
+def _document_text(document: Any) -> str:
+    """The strings of a flow input document, joined."""
+    if isinstance(document, str):
+        return document
+    if isinstance(document, Mapping):
+        return " ".join(t for t in (_document_text(v) for v in document.values()) if t)
+    if isinstance(document, list):
+        return " ".join(t for t in (_document_text(v) for v in document) if t)
+    return ""
+
+
+def _first(value: Any) -> Mapping[str, Any]:
+    items = _list(value)
+    return _mapping(items[0]) if items else {}
+
+
+def _agent_user_text(operation: str, body: Mapping[str, Any]) -> str:
+    """The question of an agent runtime request: what a rule's ``contains`` is tested against."""
+    if operation in ("invoke_agent", "invoke_inline_agent"):
+        return _str(body.get("inputText"))
+    if operation == "retrieve":
+        return _str(_mapping(body.get("retrievalQuery")).get("text"))
+    if operation in ("retrieve_and_generate", "retrieve_and_generate_stream"):
+        return _str(_mapping(body.get("input")).get("text"))
+    if operation == "rerank":
+        return _str(_mapping(_first(body.get("queries")).get("textQuery")).get("text"))
+    if operation == "invoke_flow":
+        return _document_text(_mapping(_first(body.get("inputs")).get("content")).get("document"))
+    return ""
+
+
+def _knowledge_base_configuration(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    configuration = _mapping(body.get("retrieveAndGenerateConfiguration"))
+    return _mapping(configuration.get("knowledgeBaseConfiguration"))
+
+
+def _body_targets(operation: str, body: Any) -> tuple[str | None, str | None]:
+    """The model and the resource (agent name, knowledge base) a request names in its body."""
+    body = _mapping(body)
+    if operation == "invoke_inline_agent":
+        return _str(body.get("foundationModel")) or None, _str(body.get("agentName")) or None
+    if operation in ("retrieve_and_generate", "retrieve_and_generate_stream"):
+        configuration = _knowledge_base_configuration(body)
+        model = _str(configuration.get("modelArn"))
+        return model or None, _str(configuration.get("knowledgeBaseId")) or None
+    if operation == "rerank":
+        reranking = _mapping(
+            _mapping(body.get("rerankingConfiguration")).get("bedrockRerankingConfiguration")
+        )
+        model = _str(_mapping(reranking.get("modelConfiguration")).get("modelArn"))
+        return model or None, None
+    return None, None

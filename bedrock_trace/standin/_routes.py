@@ -22,7 +22,23 @@ OPERATIONS: Final[Mapping[str, str]] = types.MappingProxyType(
         "apply_guardrail": "",
     }
 )
-_STREAMING: Final = frozenset({"converse_stream", "invoke_model_with_response_stream"})
+#: The Agents for Amazon Bedrock Runtime operations the stand-in answers (botocore's names),
+#: each with its HTTP path (botocore's ``requestUri``).
+AGENT_OPERATIONS: Final[Mapping[str, str]] = types.MappingProxyType(
+    {
+        "invoke_agent": "/agents/{agentId}/agentAliases/{agentAliasId}/sessions/{sessionId}/text",
+        "invoke_inline_agent": "/agents/{sessionId}",
+        "retrieve": "/knowledgebases/{knowledgeBaseId}/retrieve",
+        "retrieve_and_generate": "/retrieveAndGenerate",
+        "retrieve_and_generate_stream": "/retrieveAndGenerateStream",
+        "rerank": "/rerank",
+        "invoke_flow": "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}",
+    }
+)
+_STREAMING: Final = frozenset(
+    {"converse_stream", "invoke_model_with_response_stream"}
+    | {"invoke_agent", "invoke_inline_agent", "retrieve_and_generate_stream", "invoke_flow"}
+)
 _BY_SUFFIX: Final = {suffix: name for name, suffix in OPERATIONS.items() if suffix}
 
 # The model id is one path segment, percent-encoded by botocore (":" and "/" included); the
@@ -31,12 +47,30 @@ _MODEL_ROUTE: Final = re.compile(r"^/model/(?P<model>.+)/(?P<suffix>[a-z-]+)$")
 _GUARDRAIL_ROUTE: Final = re.compile(r"^/guardrail/(?P<id>[^/]+)/version/(?P<version>[^/]+)/apply$")
 
 
+def _path_pattern(template: str) -> re.Pattern[str]:
+    """``/agents/{agentId}/...`` as a regular expression with one group per label."""
+    pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
+    return re.compile(f"^{pattern}$")
+
+
+_AGENT_ROUTES: Final = tuple(
+    (name, _path_pattern(template)) for name, template in AGENT_OPERATIONS.items()
+)
+# The path label that names the resource a rule's ``agent`` condition matches, per operation.
+_RESOURCE_LABEL: Final = {
+    "invoke_agent": "agentId",
+    "retrieve": "knowledgeBaseId",
+    "invoke_flow": "flowIdentifier",
+}
+_ALIAS_LABEL: Final = {"invoke_agent": "agentAliasId", "invoke_flow": "flowAliasIdentifier"}
+
+
 def _snake_operation(value: str | None) -> str | None:
     if value is None or value in ("", "*"):
         return None
     name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", value).replace("-", "_").lower()
-    if name not in OPERATIONS:
-        known = ", ".join(sorted(OPERATIONS))
+    if name not in OPERATIONS and name not in AGENT_OPERATIONS:
+        known = ", ".join(sorted({*OPERATIONS, *AGENT_OPERATIONS}))
         raise ValueError(f"unknown operation {value!r}; expected one of {known} (or '*')")
     return name
 
@@ -48,6 +82,10 @@ class _Route:
     model_id: str | None = None
     guardrail_id: str | None = None
     guardrail_version: str | None = None
+    #: Agent runtime: the agent, knowledge base or flow id in the path, its alias, the session.
+    resource_id: str | None = None
+    alias_id: str | None = None
+    session_id: str | None = None
 
 
 def _route(method: str, path: str) -> _Route | None:
@@ -64,4 +102,15 @@ def _route(method: str, path: str) -> _Route | None:
             guardrail_id=unquote(match["id"]),
             guardrail_version=unquote(match["version"]),
         )
+    for name, pattern in _AGENT_ROUTES:
+        match = pattern.match(path)
+        if match:
+            labels = {key: unquote(value) for key, value in match.groupdict().items()}
+            return _Route(
+                name,
+                service="bedrock-agent-runtime",
+                resource_id=labels.get(_RESOURCE_LABEL.get(name, "")),
+                alias_id=labels.get(_ALIAS_LABEL.get(name, "")),
+                session_id=labels.get("sessionId"),
+            )
     return None

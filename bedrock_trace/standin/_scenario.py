@@ -64,6 +64,37 @@ def _to_tool_uses(value: Iterable[ToolUse | Mapping[str, Any]]) -> tuple[ToolUse
     return tuple(item if isinstance(item, ToolUse) else ToolUse(**item) for item in value)
 
 
+#: The steps a scripted agent can take (``Reply.steps``), as the service names their traces.
+AGENT_STEPS: Final = (
+    "pre_processing",  # preProcessingTrace: a model invocation that checks the question
+    "knowledge_base",  # orchestration step: knowledgeBaseLookupInput / Output
+    "action_group",  # orchestration step: actionGroupInvocationInput / Output (a Lambda)
+    "code_interpreter",  # orchestration step: codeInterpreterInvocationInput / Output
+    "files",  # a ``files`` event with the files the code interpreter made
+    "collaborator",  # a collaborator agent's step, nested by callerChain (multi-agent)
+    "guardrail",  # guardrailTrace INTERVENED; the answer is the blocked message
+    "failure",  # an action group call that fails: failureTrace, dependencyFailedException
+    "return_control",  # a returnControl event: the caller runs the action
+    "post_processing",  # postProcessingTrace: a model invocation that rewrites the answer
+)
+#: The default agent: checks the question, looks in its knowledge base, calls its action group.
+DEFAULT_AGENT_STEPS: Final = ("pre_processing", "knowledge_base", "action_group")
+
+
+def _to_steps(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, Mapping)):
+        raise TypeError("steps must be a list of step names")
+    steps = tuple(value)
+    unknown = [step for step in steps if step not in AGENT_STEPS]
+    if unknown:
+        raise ValueError(
+            f"unknown agent steps {unknown!r}; expected some of {', '.join(AGENT_STEPS)}"
+        )
+    return steps
+
+
 @attrs.frozen
 class Reply:
     """What the assistant answers. Unset fields are filled in from the request.
@@ -89,6 +120,10 @@ class Reply:
     guardrail_action: str | None = attrs.field(default=None, validator=_optional(str))
     #: A complete JSON response body sent as it is (non-streaming operations only).
     body: Mapping[str, Any] | None = None
+    #: invoke_agent / invoke_inline_agent only: the agent's steps, in order, before it answers
+    #: (None: :data:`DEFAULT_AGENT_STEPS`). Names in :data:`AGENT_STEPS`; ``guardrail``,
+    #: ``failure`` and ``return_control`` end the run.
+    steps: tuple[str, ...] | None = attrs.field(default=None, converter=_to_steps)
 
     @guardrail_action.validator
     def _check_guardrail_action(self, attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -225,7 +260,11 @@ class Rule:
     ``"*"`` for any), ``model`` (a substring of the model id, or of the guardrail id for
     apply_guardrail), ``contains`` (a case-insensitive substring of the last user text) and
     ``tool_result`` (True: the request's last message carries tool results; False: it does
-    not).
+    not). For Agents for Amazon Bedrock Runtime operations ``model`` is the inline agent's
+    ``foundationModel`` or the model ARN of retrieve_and_generate and rerank, ``agent`` a
+    substring of the agent id (invoke_agent), the inline agent's ``agentName``, the knowledge
+    base id (retrieve, retrieve_and_generate) or the flow id (invoke_flow), and ``contains``
+    tests the question (``inputText``, the retrieval query, the flow's input document).
 
     Answer: ``throttle`` 429 ThrottlingException answers first, then ``error`` or ``reply``
     (None: the default reply), shaped by ``slow``, ``stream_error`` and ``drop``. ``times``
@@ -235,6 +274,7 @@ class Rule:
 
     operation: str | None = attrs.field(default=None, converter=_snake_operation)
     model: str | None = attrs.field(default=None, validator=_optional(str))
+    agent: str | None = attrs.field(default=None, validator=_optional(str))
     contains: str | None = attrs.field(default=None, validator=_optional(str))
     tool_result: bool | None = attrs.field(default=None, validator=_optional(bool))
     reply: Reply | None = attrs.field(default=None, converter=_to_reply)
@@ -319,7 +359,8 @@ class RecordedRequest:
 
     #: botocore's operation name (``converse``, ...) or ``unknown`` for an unknown route.
     operation: str
-    #: The decoded model id (None for apply_guardrail and unknown routes).
+    #: The decoded model id (None for apply_guardrail and unknown routes); for agent runtime
+    #: operations the model the body names, if any.
     model_id: str | None
     guardrail_id: str | None
     guardrail_version: str | None
@@ -340,3 +381,5 @@ class RecordedRequest:
     request_id: str
     #: Sequence number of the TCP connection, 1 for the first; equal numbers mean keep-alive.
     connection: int
+    #: Agent runtime: the agent, knowledge base or flow the request names (inline: the name).
+    resource_id: str | None = None

@@ -11,17 +11,18 @@ import time
 import types
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, cast
 
 import attrs
 
 from bedrock_trace._eventstream import exception_message
+from bedrock_trace.standin import _agents, _flows, _knowledge, _runtime
 from bedrock_trace.standin._answer import _answer
 from bedrock_trace.standin._exchange import _Exchange, _Response
-from bedrock_trace.standin._request import _View, _view_of
-from bedrock_trace.standin._routes import _STREAMING, _Route, _route, _snake_operation
-from bedrock_trace.standin._runtime import _respond as _runtime_respond
+from bedrock_trace.standin._request import _body_targets, _View, _view_of
+from bedrock_trace.standin._routes import _STREAMING, OPERATIONS, _Route, _route, _snake_operation
 from bedrock_trace.standin._scenario import (
     RecordedRequest,
     Rule,
@@ -32,6 +33,7 @@ from bedrock_trace.standin._scenario import (
     _to_scenario,
 )
 from bedrock_trace.standin._wire import (
+    _AGENT_ERROR_STATUS,
     _ERROR_TYPE_SUFFIX,
     _EVENTSTREAM,
     _JSON,
@@ -42,9 +44,16 @@ from bedrock_trace.standin._wire import (
 
 _log = logging.getLogger("bedrock_trace.standin")
 
-#: Each service's answerer, by the route's service.
-_SERVICES: Final[Mapping[str, Callable[[_Exchange], _Response]]] = {
-    "bedrock-runtime": _runtime_respond,
+#: Each operation's answerer.
+_ANSWERERS: Final[Mapping[str, Callable[[_Exchange], _Response]]] = {
+    **dict.fromkeys(OPERATIONS, _runtime._respond),
+    "invoke_agent": _agents._respond,
+    "invoke_inline_agent": _agents._respond,
+    "retrieve": _knowledge._respond,
+    "retrieve_and_generate": _knowledge._respond,
+    "retrieve_and_generate_stream": _knowledge._respond,
+    "rerank": _knowledge._respond,
+    "invoke_flow": _flows._respond,
 }
 
 
@@ -253,10 +262,12 @@ class StandIn:
     def environ(self) -> dict[str, str]:
         """Environment variables that point boto3 at the stand-in, with dummy credentials.
 
-        ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` affects only bedrock-runtime clients.
+        ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and ``AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME``
+        affect only bedrock-runtime and bedrock-agent-runtime clients.
         """
         return {
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.endpoint_url,
+            "AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": "AKIAFAKESTANDIN",
             "AWS_SECRET_ACCESS_KEY": "fake-secret",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -309,10 +320,12 @@ class StandIn:
         with self._lock:
             self._connections.discard(connection)
 
-    def _decide(self, operation: str, model_id: str | None, view: _View) -> _Decision:
+    def _decide(
+        self, operation: str, model_id: str | None, resource_id: str | None, view: _View
+    ) -> _Decision:
         with self._lock:
             for index, rule in enumerate(self._scenario.rules):
-                if not _matches(rule, operation, model_id, view):
+                if not _matches(rule, operation, model_id, resource_id, view):
                     continue
                 if rule.times is not None and self._answered[index] >= rule.times:
                     continue
@@ -327,7 +340,7 @@ class StandIn:
         route = request.route
         recorded = RecordedRequest(
             operation=route.operation if route else "unknown",
-            model_id=route.model_id if route else None,
+            model_id=request.model_id,
             guardrail_id=route.guardrail_id if route else None,
             guardrail_version=route.guardrail_version if route else None,
             body=request.body,
@@ -340,13 +353,14 @@ class StandIn:
             status=status,
             request_id=request.request_id,
             connection=request.connection,
+            resource_id=request.resource_id,
         )
         with self._lock:
             self._requests.append(recorded)
         _log.info(
             "%s %s -> %s %s (%s)",
             recorded.operation,
-            recorded.model_id or recorded.guardrail_id or recorded.path,
+            recorded.resource_id or recorded.model_id or recorded.guardrail_id or recorded.path,
             status,
             outcome,
             "default" if rule is None else f"rule {rule}",
@@ -364,27 +378,27 @@ class StandIn:
             self._record(request, None, "invalid", 404)
             where = f"{handler.command} {request.path.split('?', 1)[0]}"
             error = ServiceError("UnknownOperationException", f"No operation at {where}", 404)
-            _send_error(handler, request.request_id, error)
+            _send_error(handler, request, error)
             return
         if request.raw_body and request.body is None:
             self._record(request, None, "invalid", 400)
-            _send_error(
-                handler, request.request_id, ServiceError("ValidationException", _MALFORMED)
-            )
+            _send_error(handler, request, ServiceError("ValidationException", _MALFORMED))
             return
 
         # A guardrail id stands in for the model id in rules' ``model`` condition.
-        decision = self._decide(route.operation, route.model_id or route.guardrail_id, request.view)
+        decision = self._decide(
+            route.operation, request.model_id, request.resource_id, request.view
+        )
         rule, index = decision.rule, decision.rule_index
         slow = rule.slow if rule else None
         self._sleep(slow.before_headers if slow else 0.0)
         if decision.throttled:
             self._record(request, index, "throttle", 429)
-            _send_error(handler, request.request_id, ServiceError("ThrottlingException"))
+            _send_error(handler, request, ServiceError("ThrottlingException"))
             return
         if rule is not None and rule.error is not None:
-            self._record(request, index, "error", rule.error.http_status)
-            _send_error(handler, request.request_id, rule.error)
+            self._record(request, index, "error", _status(rule.error, route.service))
+            _send_error(handler, request, rule.error)
             return
         if rule is not None and rule.drop is not None and route.operation not in _STREAMING:
             self._record(request, index, "drop", 0)
@@ -399,16 +413,18 @@ class StandIn:
             answer=_answer(reply, request.view, elapsed, slow),
             reply=reply,
             request_id=request.request_id,
+            received=request.received,
+            per_event=slow.per_chunk if slow else 0.0,
         )
         try:
-            response = _SERVICES[route.service](exchange)
+            response = _ANSWERERS[route.operation](exchange)
         except (ValueError, TypeError) as exc:
             # A reply that cannot be encoded (a tool input that is not JSON-serializable, say):
             # the client gets an InternalServerException naming it rather than a hung call.
             _log.warning("Bedrock stand-in: cannot answer %s: %s", route.operation, exc)
             self._record(request, index, "invalid", 500)
             error = ServiceError("InternalServerException", f"Bedrock stand-in: {exc}")
-            _send_error(handler, request.request_id, error)
+            _send_error(handler, request, error)
             return
         headers = {**response.headers, "x-amzn-requestid": request.request_id}
         if response.messages is None:
@@ -464,16 +480,23 @@ class _Request:
     request_id: str
     connection: int
     started: float
+    received: datetime
+    #: The model id a rule's ``model`` tests (a guardrail id for apply_guardrail).
+    model_id: str | None
+    #: The agent, knowledge base or flow a rule's ``agent`` tests.
+    resource_id: str | None
 
     @classmethod
     def read(cls, handler: _Handler) -> _Request:
         started = time.monotonic()
+        received = datetime.now(timezone.utc)
         raw = handler.read_body()
         route = _route(handler.command, handler.path)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
+        model, resource = _body_targets(route.operation, body) if route else (None, None)
         return cls(
             route=route,
             path=handler.path,
@@ -488,24 +511,39 @@ class _Request:
             request_id=str(uuid.uuid4()),
             connection=handler.connection_number,
             started=started,
+            received=received,
+            model_id=(route.model_id or route.guardrail_id or model) if route else None,
+            resource_id=(route.resource_id or resource) if route else None,
         )
 
 
-def _matches(rule: Rule, operation: str, model_id: str | None, view: _View) -> bool:
+def _matches(
+    rule: Rule, operation: str, model_id: str | None, resource_id: str | None, view: _View
+) -> bool:
     if rule.operation is not None and rule.operation != operation:
         return False
     if rule.model is not None and rule.model not in (model_id or ""):
+        return False
+    if rule.agent is not None and rule.agent not in (resource_id or ""):
         return False
     if rule.contains is not None and rule.contains.lower() not in view.user_text.lower():
         return False
     return rule.tool_result is None or rule.tool_result == bool(view.tool_results)
 
 
-def _send_error(handler: _Handler, request_id: str, error: ServiceError) -> None:
+def _status(error: ServiceError, service: str) -> int:
+    """The HTTP status of an error: its own, else the service's for the code."""
+    if error.status is not None or service != "bedrock-agent-runtime":
+        return error.http_status
+    return _AGENT_ERROR_STATUS.get(error.code, 400)
+
+
+def _send_error(handler: _Handler, request: _Request, error: ServiceError) -> None:
     """An AWS REST-JSON error: status, ``x-amzn-errortype`` and a ``message`` body."""
     headers = {
         "Content-Type": _JSON,
-        "x-amzn-requestid": request_id,
+        "x-amzn-requestid": request.request_id,
         "x-amzn-errortype": f"{error.code}:{_ERROR_TYPE_SUFFIX}",
     }
-    handler.send_json(error.http_status, headers, _json_bytes({"message": error.text}))
+    service = request.route.service if request.route else "bedrock-runtime"
+    handler.send_json(_status(error, service), headers, _json_bytes({"message": error.text}))

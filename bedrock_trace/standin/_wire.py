@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any, Final, TypeAlias
 
 # HTTP status of each modeled Bedrock Runtime error (botocore's service-2.json, "error" traits).
@@ -21,6 +22,14 @@ _ERROR_STATUS: Final[Mapping[str, int]] = {
     "ThrottlingException": 429,
     "ValidationException": 400,
 }
+# Where Agents for Amazon Bedrock Runtime's model differs (or adds codes).
+_AGENT_ERROR_STATUS: Final[Mapping[str, int]] = {
+    **_ERROR_STATUS,
+    "BadGatewayException": 502,
+    "ConflictException": 409,
+    "DependencyFailedException": 424,
+    "ModelNotReadyException": 424,
+}
 # Messages as Bedrock words them, so that logs and spans of a stand-in run look familiar.
 _ERROR_MESSAGES: Final[Mapping[str, str]] = {
     "AccessDeniedException": "You don't have access to the model with the specified model ID.",
@@ -36,6 +45,8 @@ _ERROR_MESSAGES: Final[Mapping[str, str]] = {
     "ServiceUnavailableException": "Bedrock is unable to process your request.",
     "ThrottlingException": "Too many requests, please wait before trying again.",
     "ValidationException": "The provided request is not valid.",
+    "DependencyFailedException": "A dependency of the agent failed to process the request.",
+    "BadGatewayException": "There was an issue with a dependency due to a server issue.",
 }
 _MALFORMED = "Malformed input request, please reformat your input and try again."
 _ERROR_TYPE_SUFFIX: Final = "http://internal.amazon.com/coral/com.amazon.bedrock/"
@@ -72,3 +83,8 @@ def _text_chars(value: Any) -> int:
     if isinstance(value, list):
         return sum(_text_chars(item) for item in value)
     return 0
+
+
+def _stamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with microseconds, as the agent runtime writes its timestamps."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
