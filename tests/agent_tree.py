@@ -90,3 +90,19 @@ def check_full_run(spans: list[Any]) -> None:
         if parent is not None:  # every child inside its parent's interval
             assert parent.start_time_ns <= span.start_time_ns <= span.end_time_ns
             assert span.end_time_ns <= parent.end_time_ns
+
+
+def picture(spans: list[Any]) -> str:
+    """The tree as docs/agents.md draws it: one line a span, ``name  [TYPE]``."""
+    lines: list[str] = []
+
+    def draw(node: tuple[Any, ...], prefix: str, last: bool, top: bool) -> None:
+        name, span_type, children = node
+        branch = "" if top else ("└── " if last else "├── ")
+        lines.append(f"{prefix}{branch}{name}  [{span_type}]")
+        inner = prefix if top else prefix + ("    " if last else "│   ")
+        for index, child in enumerate(children):
+            draw(child, inner, index == len(children) - 1, False)
+
+    draw(tree(spans), "", True, True)
+    return "\n".join(lines)

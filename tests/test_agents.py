@@ -6,6 +6,7 @@ import base64
 import datetime
 import gc
 import json
+import pathlib
 import time
 from typing import Any
 
@@ -19,7 +20,7 @@ import bedrock_trace
 from bedrock_trace.testing import HttpStub, event_message, exception_message, flush
 
 from . import agent_events as E
-from .agent_tree import FULL_RUN_TREE, check_full_run, tree
+from .agent_tree import FULL_RUN_TREE, check_full_run, picture, tree
 from .conftest import ONE_ATTEMPT, make_session
 
 AGENT_KWARGS = {
@@ -124,6 +125,14 @@ class TestAgentRun:
         (trace,) = capture.traces
         check_full_run(capture.spans)
         assert trace.info.trace_metadata["mlflow.trace.session"] == E.SESSION_ID
+
+    def test_docs_picture_is_the_real_tree(self, capture, agent_client, agent_http):
+        """docs/agents.md draws the tree a traced full run really makes."""
+        list(invoke(agent_client, agent_http, E.full_run())["completion"])
+        page = (pathlib.Path(__file__).parent.parent / "docs" / "agents.md").read_text()
+        block = page.split("<!-- agents:tree:begin -->")[1].split("<!-- agents:tree:end -->")[0]
+        drawn = block.strip().removeprefix("```text").removesuffix("```").strip()
+        assert drawn == picture(capture.spans)
 
     def test_events_reach_the_caller_unchanged(self, capture, agent_client):
         """The caller gets exactly the events an untraced client gets."""
