@@ -195,8 +195,10 @@ class TestInvokeAgent:
         final = observations[2]["finalResponse"]["text"]
         assert answer_text(events) == final
         (chunk,) = [p for name, p in events if name == "chunk"]
-        cited = chunk["attribution"]["citations"][0]["retrievedReferences"][0]
-        assert cited["location"]["type"] == "S3"
+        (citation,) = chunk["attribution"]["citations"]
+        assert citation["retrievedReferences"][0]["location"]["type"] == "S3"
+        part = citation["generatedResponsePart"]["textResponsePart"]
+        assert final[part["span"]["start"] : part["span"]["end"] + 1] == part["text"]
 
     def test_model_invocations_carry_model_usage_and_raw_response(self, client):
         """Each modelInvocationOutput: usage in metadata, a raw response; input: the model."""

@@ -34,7 +34,7 @@ import attrs
 from bedrock_trace._eventstream import event_message, exception_message
 from bedrock_trace.standin._answer import _estimate_tokens, _guess_argument
 from bedrock_trace.standin._exchange import _Exchange, _Response
-from bedrock_trace.standin._knowledge import _grounded_answer, _knowledge_base_text, _references
+from bedrock_trace.standin._knowledge import _knowledge_base_text, _references
 from bedrock_trace.standin._scenario import DEFAULT_AGENT_STEPS, Reply
 from bedrock_trace.standin._wire import _JSON, _JsonObject, _list, _mapping, _stamp, _str
 
@@ -96,7 +96,8 @@ class _Run:
     clock: datetime
     step: timedelta = _EVENT_STEP
     events: list[bytes] = attrs.Factory(list)
-    citations: list[_JsonObject] = attrs.Factory(list)
+    #: The knowledge-base references the answer may cite.
+    references: list[_JsonObject] = attrs.Factory(list)
     observations: list[str] = attrs.Factory(list)
     ended: bool = False
 
@@ -273,9 +274,9 @@ def _knowledge_base(run: _Run, agent: _Agent, base: str, index: int) -> None:
     references = _references(run.question)
     output = {"retrievedReferences": references, "metadata": run.metadata(started)}
     run.observation(agent, trace_id, "KNOWLEDGE_BASE", "knowledgeBaseLookupOutput", output)
-    _text, citations = _grounded_answer(run.question)
-    run.citations.extend(citations)
-    run.observations.append(_knowledge_base_text(references[:2]))
+    # The answer quotes the best passage, and cites it.
+    run.references.append(references[0])
+    run.observations.append(_knowledge_base_text(references[:1]))
 
 
 def _call_action(
@@ -300,7 +301,7 @@ def _action_group(run: _Run, agent: _Agent, base: str, index: int) -> None:
     trace_id = f"{base}-{index}"
     parameters = _call_action(run, agent, trace_id, "LAMBDA")
     started = run.clock
-    result = f"{agent.function}({parameters[0]['value']}): sunny, 22 degrees Celsius"
+    result = f"Sunny and 22 degrees Celsius in {parameters[0]['value']} today."
     output = {"text": result, "metadata": run.metadata(started)}
     run.observation(agent, trace_id, "ACTION_GROUP", "actionGroupInvocationOutput", output)
     run.observations.append(result)
@@ -464,6 +465,24 @@ def _answer_chunks(run: _Run, text: str, citations: list[_JsonObject]) -> None:
         run.emit("chunk", chunk)
 
 
+def _citations(text: str, references: list[_JsonObject]) -> list[_JsonObject]:
+    """A citation for each reference the answer quotes, its span where the quote stands."""
+    citations = []
+    for reference in references:
+        quoted = _str(_mapping(reference.get("content")).get("text"))
+        start = text.find(quoted) if quoted else -1
+        if start < 0:
+            continue
+        part = {"text": quoted, "span": {"start": start, "end": start + len(quoted) - 1}}
+        citations.append(
+            {
+                "generatedResponsePart": {"textResponsePart": part},
+                "retrievedReferences": [reference],
+            }
+        )
+    return citations
+
+
 def _final_text(run: _Run) -> str:
     if run.reply.text is not None:
         return run.reply.text
@@ -478,7 +497,7 @@ def _finish(run: _Run, agent: _Agent, base: str, index: int) -> None:
     run.model_invocation(agent, "orchestrationTrace", trace_id, "ORCHESTRATION", text)
     final = {"text": text, "metadata": run.metadata(run.clock)}
     run.observation(agent, trace_id, "FINISH", "finalResponse", final)
-    _answer_chunks(run, text, run.citations if run.reply.text is None else [])
+    _answer_chunks(run, text, _citations(text, run.references))
 
 
 def _returned_results(body: Mapping[str, Any]) -> list[str]:
