@@ -46,8 +46,6 @@ def _attributes(params: Mapping[str, Any]) -> Attributes:
     for key, attribute in _ID_ATTRIBUTES:
         if isinstance(value := params.get(key), str):
             attributes[attribute] = value
-    if isinstance(model := params.get("foundationModel"), str):  # inline agents
-        attributes[K.MODEL] = model
     return attributes
 
 

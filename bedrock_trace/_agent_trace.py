@@ -282,12 +282,15 @@ class AgentTrace:
         arns = [_dict(caller).get("agentAliasArn") for caller in chain or ()]
         key = tuple(str(arn) for arn in arns[1:])
         while key:
-            if (scope := self.scopes.get(key)) is not None:
+            scope = self.scopes.get(key)
+            if scope is not None and scope.node in self.tree.open:
                 return scope
             # The collaborator's alias ARN may be missing from its invocation input: take the
-            # latest collaborator opened at the same depth by the same caller.
+            # latest collaborator still open at the same depth under the same caller.
             siblings = [
-                s for k, s in self.scopes.items() if len(k) == len(key) and k[:-1] == key[:-1]
+                s
+                for k, s in self.scopes.items()
+                if len(k) == len(key) and k[:-1] == key[:-1] and s.node in self.tree.open
             ]
             if siblings:
                 return siblings[-1]
