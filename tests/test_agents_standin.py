@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import pathlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -241,3 +243,24 @@ class TestStandInAgentRun:
         else:
             assert root.outputs["returnControl"]["invocationInputs"]
             assert root.status.status_code == SpanStatusCode.OK
+
+
+class TestDocsPage:
+    """docs/agents.md's example runs as written against the stand-in."""
+
+    def test_example_runs_and_traces(self, capture, server, monkeypatch):
+        page = pathlib.Path(__file__).parent.parent / "docs" / "agents.md"
+        (code,) = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+        for name, value in server.environ().items():
+            monkeypatch.setenv(name, value)
+        namespace: dict[str, Any] = {"__name__": "__docs__"}
+        exec(compile(code, str(page), "exec"), namespace)
+        assert namespace["answer"]
+        name, span_type, steps = tree(capture.spans)
+        assert (name, span_type) == ("BedrockAgentRuntime.invoke_agent", "AGENT")
+        assert [step[0] for step in steps] == [
+            "preProcessing",
+            "orchestration",
+            "orchestration",
+            "orchestration",
+        ]
