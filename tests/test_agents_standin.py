@@ -245,6 +245,67 @@ class TestStandInAgentRun:
             assert root.status.status_code == SpanStatusCode.OK
 
 
+FLOW_KWARGS = {
+    "flowIdentifier": "FLOW123456",
+    "flowAliasIdentifier": "FALIAS1234",
+    "inputs": [
+        {
+            "nodeName": "FlowInputNode",
+            "nodeOutputName": "document",
+            "content": {"document": "What is the capital of France?"},
+        }
+    ],
+    "enableTrace": True,
+}
+
+
+def _flow(mode: str, server: StandIn) -> None:
+    if mode == "sync":
+        session = boto3.Session(
+            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION
+        )
+        bedrock_trace.register(session)
+        client = session.client("bedrock-agent-runtime", endpoint_url=server.endpoint_url)
+        list(client.invoke_flow(**FLOW_KWARGS)["responseStream"])
+        bedrock_trace.unregister(session)
+        return
+    aiobotocore_session = pytest.importorskip("aiobotocore.session")
+    aio = aiobotocore_session.get_session()
+    aio.set_credentials(ACCESS_KEY, SECRET_KEY)
+    bedrock_trace.register(aio)
+
+    async def main() -> None:
+        async with aio.create_client(
+            "bedrock-agent-runtime", region_name=REGION, endpoint_url=server.endpoint_url
+        ) as client:
+            response = await client.invoke_flow(**FLOW_KWARGS)
+            async for _event in response["responseStream"]:
+                pass
+
+    asyncio.run(main())
+    bedrock_trace.unregister(aio)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_flow_run(capture, server, mode):
+    """invoke_flow against the stand-in's flow: a WORKFLOW span, one span per node."""
+    _flow(mode, server)
+    spans = capture.spans
+    assert tree(spans) == (
+        "BedrockAgentRuntime.invoke_flow",
+        "WORKFLOW",
+        [
+            ("FlowInputNode", "CHAIN", []),
+            ("Answer", "CHAIN", [("bedrock-runtime.Converse", "CHAT_MODEL", [])]),
+            ("FlowOutputNode", "CHAIN", []),
+        ],
+    )
+    root = check_nesting(spans)
+    assert root.outputs["completionReason"] == "SUCCESS"
+    (answer,) = [s for s in spans if s.name == "Answer"]
+    assert answer.inputs == {"question": "What is the capital of France?"}
+
+
 class TestDocsPage:
     """docs/agents.md's example runs as written against the stand-in."""
 
