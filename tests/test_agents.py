@@ -395,6 +395,63 @@ class TestOddTraceEvents:
         assert errored.status.description == "boom"
 
 
+class TestAgentAdversarial:
+    """Threads, configuration changes mid-stream, bytes that are not UTF-8."""
+
+    def test_threads_each_get_their_own_tree(self, capture, session):
+        """Four threads, one client, four runs at once: four complete, separate trees."""
+        import threading
+
+        client = session.client("bedrock-agent-runtime", config=ONE_ATTEMPT)
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(4)
+
+        def one() -> None:
+            try:
+                barrier.wait()
+                list(client.invoke_agent(**AGENT_KWARGS)["completion"])
+            except BaseException as error:
+                errors.append(error)
+
+        with HttpStub(client) as http:
+            for _ in range(4):
+                http.add_stream(E.full_run(), headers=E.EVENTSTREAM)
+            threads = [threading.Thread(target=one) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert errors == []
+        assert len(capture.traces) == 4
+        for trace in capture.traces:
+            check_full_run(trace.data.spans)
+
+    def test_unregister_mid_stream_still_ends_everything(self, capture, session):
+        """unregister while a stream is half read: its spans still end, children first."""
+        client = session.client("bedrock-agent-runtime", config=ONE_ATTEMPT)
+        with HttpStub(client) as http:
+            stream = invoke(client, http, E.full_run())["completion"]
+            iterator = iter(stream)
+            for _ in range(13):
+                next(iterator)
+            bedrock_trace.unregister(session)
+            rest = list(iterator)
+        assert len(rest) == len(E.full_run()) - 13
+        settle()
+        assert capture.open_traces() == 0
+        assert tree(capture.spans) == FULL_RUN_TREE
+
+    def test_chunk_bytes_not_utf8(self, capture, agent_client, agent_http):
+        """Answer bytes that are not UTF-8 reach the caller unchanged; the text is recorded
+        with replacement characters."""
+        raw = "café".encode("latin-1")
+        message = event_message("chunk", {"bytes": base64.b64encode(raw).decode("ascii")})
+        events = list(invoke(agent_client, agent_http, [message])["completion"])
+        assert events[0]["chunk"]["bytes"] == raw
+        (root,) = capture.spans
+        assert root.outputs["completion"] == "caf\ufffd"
+
+
 class TestAgentContentControls:
     """capture_content, redact, max_payload_chars and include_binary govern child spans too."""
 
