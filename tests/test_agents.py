@@ -17,11 +17,19 @@ from botocore.stub import Stubber
 from mlflow.entities import SpanStatusCode, SpanType
 
 import bedrock_trace
-from bedrock_trace.testing import HttpStub, event_message, exception_message, flush
+from bedrock_trace.testing import (
+    HttpStub,
+    capture_traces,
+    event_message,
+    exception_message,
+    expect_internal_errors,
+    flush,
+)
 
 from . import agent_events as E
 from .agent_tree import FULL_RUN_TREE, check_full_run, picture, tree
 from .conftest import ONE_ATTEMPT, make_session
+from .faults import FAULTS, FaultyTracerProvider
 
 AGENT_KWARGS = {
     "agentId": E.AGENT_ID,
@@ -450,6 +458,28 @@ class TestAgentAdversarial:
         assert events[0]["chunk"]["bytes"] == raw
         (root,) = capture.spans
         assert root.outputs["completion"] == "caf\ufffd"
+
+
+class TestAgentMlflowFailures:
+    """MLflow failing on any span of the tree: the caller's stream behaves as untraced."""
+
+    @pytest.mark.parametrize("fault", FAULTS)
+    def test_agent_run_under_fault(self, fault):
+        session = make_session()
+        untraced = session.client("bedrock-agent-runtime", config=ONE_ATTEMPT)
+        bedrock_trace.register(session)
+        traced = session.client("bedrock-agent-runtime", config=ONE_ATTEMPT)
+        provider = FaultyTracerProvider(fault, prefixes=("",))
+        results = []
+        with capture_traces(provider) as capture, expect_internal_errors():
+            for client in (untraced, traced):
+                with HttpStub(client) as http:
+                    results.append(list(invoke(client, http, E.full_run())["completion"]))
+            settle()
+            assert capture.open_traces() == 0
+        bedrock_trace.unregister(session)
+        assert results[0] == results[1]
+        assert provider.fired > 0
 
 
 class TestAgentContentControls:
