@@ -56,7 +56,7 @@ def _detach(emitter: Any) -> None:
 
 
 def register(target: Any = None, *, config: TraceConfig | None = None) -> None:
-    """Trace the Bedrock Runtime calls of ``target`` as MLflow spans.
+    """Trace the Bedrock Runtime and Bedrock Agents runtime calls of ``target`` as MLflow spans.
 
     Args:
         target: a ``boto3.Session`` or ``botocore.session.Session`` (covers the clients created
