@@ -236,6 +236,43 @@ class TestAgentRun:
         assert tool.inputs["code"] == "print(6 * 7)"
         assert tool.outputs["executionOutput"] == "42"
 
+    def test_reasoning_content_on_the_llm_span(self, capture, agent_client, agent_http):
+        """reasoningContent: the reasoning text in the LLM outputs; redacted reasoning (bytes)
+        as a placeholder."""
+        redacted = base64.b64encode(b"\x00secret-reasoning").decode("ascii")
+        messages = [
+            E._trace("orchestrationTrace", "modelInvocationInput", E.model_input("z-0", "p"), ms=0),
+            E._trace(
+                "orchestrationTrace",
+                "modelInvocationOutput",
+                {
+                    **E.model_output("z-0", "r", 5, 1),
+                    "reasoningContent": {
+                        "reasoningText": {"text": "Let me think.", "signature": "s"}
+                    },
+                },
+                ms=1,
+            ),
+            E._trace("orchestrationTrace", "modelInvocationInput", E.model_input("z-1", "p"), ms=2),
+            E._trace(
+                "orchestrationTrace",
+                "modelInvocationOutput",
+                {
+                    **E.model_output("z-1", "r", 5, 1),
+                    "reasoningContent": {"redactedContent": redacted},
+                },
+                ms=3,
+            ),
+        ]
+        list(invoke(agent_client, agent_http, messages)["completion"])
+        first, second = sorted(
+            (s for s in capture.spans if s.span_type == "LLM"), key=lambda s: s.start_time_ns
+        )
+        assert first.outputs["reasoningContent"]["reasoningText"]["text"] == "Let me think."
+        placeholder = second.outputs["reasoningContent"]["redactedContent"]
+        assert placeholder.startswith("[binary ")
+        assert "secret" not in json.dumps([s.outputs for s in capture.spans], default=str)
+
     def test_inline_agent(self, capture, agent_client, agent_http):
         """invoke_inline_agent: an AGENT span with the same tree (trace parts lack agent ids)."""
         agent_http.add_stream(E.full_run(), headers=E.EVENTSTREAM)
