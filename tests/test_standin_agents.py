@@ -746,6 +746,58 @@ class TestWireFormat:
             assert hasattr(client, name), name
 
 
+ODD_BODIES = [
+    (
+        f"/agents/{AGENT}/agentAliases/{ALIAS}/sessions/s1/text",
+        {"inputText": 5, "enableTrace": "yes", "sessionState": [], "streamingConfigurations": "x"},
+    ),
+    (
+        f"/agents/{AGENT}/agentAliases/{ALIAS}/sessions/s1/text",
+        {
+            "inputText": "é🙂\u0000",
+            "enableTrace": True,
+            "sessionState": {"returnControlInvocationResults": [1, {"functionResult": []}]},
+        },
+    ),
+    ("/agents/inline-1", {"inputText": "x", "knowledgeBases": [3], "actionGroups": ["a"]}),
+    (
+        f"/knowledgebases/{KB}/retrieve",
+        {
+            "retrievalQuery": "not an object",
+            "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": -3}},
+        },
+    ),
+    ("/retrieveAndGenerate", {"input": 3, "retrieveAndGenerateConfiguration": []}),
+    ("/retrieveAndGenerateStream", {"input": {"text": ""}}),
+    (
+        "/rerank",
+        {
+            "queries": "x",
+            "sources": [1, 2],
+            "rerankingConfiguration": {"bedrockRerankingConfiguration": {"numberOfResults": -1}},
+        },
+    ),
+    ("/flows/F/aliases/A", {"inputs": "x", "enableTrace": True}),
+    ("/flows/F/aliases/A", {"inputs": [{"content": {"document": [1, {"a": None}]}}]}),
+    (f"/agents/{AGENT}/agentAliases/{ALIAS}/sessions/s1/text", []),
+]
+
+
+class TestOddRequests:
+    """Requests botocore would not send still get an answer, never a server error."""
+
+    @pytest.mark.parametrize(("path", "body"), ODD_BODIES, ids=[str(i) for i in range(10)])
+    def test_odd_bodies_are_answered(self, server, path, body):
+        """Wrong types, negative counts, odd text: 200 and a well-formed body or stream."""
+        headers, data = raw_post(server, path, body)
+        if headers["Content-Type"] == "application/vnd.amazon.eventstream":
+            assert [kind for _type, kind, _payload in raw_events(data)]
+        else:
+            assert isinstance(json.loads(data), dict)
+        (request,) = server.requests
+        assert request.outcome == "reply"
+
+
 class TestEnvironment:
     """How a program finds the agent runtime side."""
 

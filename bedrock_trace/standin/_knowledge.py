@@ -268,7 +268,7 @@ def _rerank(exchange: _Exchange) -> _JsonObject:
         key=lambda item: -item[1],
     )
     if isinstance(count, int) and not isinstance(count, bool):
-        ranked = ranked[:count]
+        ranked = ranked[: max(0, count)]
     results = [
         {"index": index, "relevanceScore": score, "document": dict(sources[index])}
         for index, score in ranked
