@@ -215,21 +215,22 @@ class AgentAccumulator:
             outputs["unknown_events"] = self.unknown
         return outputs
 
-
-def _agent_accumulator(params: Mapping[str, Any], config: TraceConfig, parent: Any) -> Any:
-    return AgentAccumulator(params, config, parent)
+    def attributes(self) -> Attributes:
+        return _usage_attributes(self.tree)
 
 
 def _usage_attributes(tree: SpanTree) -> Attributes:
     return {K.CHAT_USAGE: dict(tree.usage)} if tree.usage else {}
 
 
-def _agent_finish(
+def _stream_finish(
     accumulator: Any, *, fields: Mapping[str, Any], headers: Mapping[str, str], inputs: Any
 ) -> tuple[Any, Attributes]:
+    """Outputs and attributes of any of the accumulators below (their ``build`` first ends
+    the child spans still open)."""
     outputs = accumulator.build()
     attributes = _response_attributes(fields)
-    attributes.update(_usage_attributes(accumulator.tree))
+    attributes.update(accumulator.attributes())
     return outputs, attributes
 
 
@@ -286,19 +287,9 @@ class RagAccumulator:
             outputs["unknown_events"] = self.unknown
         return outputs
 
-
-def _rag_accumulator(params: Mapping[str, Any], config: TraceConfig, parent: Any) -> Any:
-    return RagAccumulator(params, config, parent)
-
-
-def _rag_stream_finish(
-    accumulator: Any, *, fields: Mapping[str, Any], headers: Mapping[str, str], inputs: Any
-) -> tuple[Any, Attributes]:
-    outputs = accumulator.build()
-    attributes = _response_attributes(fields)
-    if accumulator.guardrail_action is not None:
-        attributes[K.GUARDRAIL_ACTION] = accumulator.guardrail_action
-    return outputs, attributes
+    def attributes(self) -> Attributes:
+        action = self.guardrail_action
+        return {K.GUARDRAIL_ACTION: action} if action is not None else {}
 
 
 class FlowAccumulator:
@@ -358,18 +349,8 @@ class FlowAccumulator:
             outputs["unknown_events"] = self.unknown
         return outputs
 
-
-def _flow_accumulator(params: Mapping[str, Any], config: TraceConfig, parent: Any) -> Any:
-    return FlowAccumulator(params, config, parent)
-
-
-def _flow_finish(
-    accumulator: Any, *, fields: Mapping[str, Any], headers: Mapping[str, str], inputs: Any
-) -> tuple[Any, Attributes]:
-    outputs = accumulator.build()
-    attributes = _response_attributes(fields)
-    attributes.update(_usage_attributes(accumulator.tree))
-    return outputs, attributes
+    def attributes(self) -> Attributes:
+        return _usage_attributes(self.tree)
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -388,8 +369,8 @@ def _op(name: str, span_type: str, **kw: Any) -> Operation:
 
 _AGENT_STREAM = {
     "stream_key": "completion",
-    "accumulator": _agent_accumulator,
-    "stream_finish": _agent_finish,
+    "accumulator": AgentAccumulator,
+    "stream_finish": _stream_finish,
     "trace_metadata": _session_metadata,
 }
 
@@ -409,8 +390,8 @@ AGENT_OPERATIONS: dict[str, Operation] = {
             "RetrieveAndGenerateStream",
             K.SpanType.CHAIN,
             stream_key="stream",
-            accumulator=_rag_accumulator,
-            stream_finish=_rag_stream_finish,
+            accumulator=RagAccumulator,
+            stream_finish=_stream_finish,
             trace_metadata=_session_metadata,
         ),
         _op("Rerank", K.SpanType.RERANKER, finish=_rerank_finish),
@@ -418,8 +399,8 @@ AGENT_OPERATIONS: dict[str, Operation] = {
             "InvokeFlow",
             K.WORKFLOW,
             stream_key="responseStream",
-            accumulator=_flow_accumulator,
-            stream_finish=_flow_finish,
+            accumulator=FlowAccumulator,
+            stream_finish=_stream_finish,
         ),
     )
 }

@@ -319,18 +319,33 @@ class AgentTrace:
         if step.llm is not None:
             self._llm(step, None, step.node.last_ns, incomplete)
         if step.tool is not None:
-            name, span_type, inputs, attributes, start = step.tool
-            step.tool = None
-            self.tree.leaf(
-                step.node,
-                name,
-                span_type,
-                start,
-                step.node.last_ns,
-                inputs=inputs,
-                attributes=attributes,
-                end_attributes=incomplete,
-            )
+            self._end_tool(step, None, step.node.last_ns, end_attributes=incomplete)
+
+    def _end_tool(
+        self,
+        step: _Step,
+        started: int | None,
+        end: int,
+        *,
+        outputs: Any = None,
+        end_attributes: dict[str, Any] | None = None,
+    ) -> None:
+        """The span of the step's pending call (action group, lookup, code), now ended."""
+        if step.tool is None:  # an output whose input was not seen: still a span
+            step.tool = ("observation", K.SpanType.TOOL, None, {}, end)
+        name, span_type, inputs, attributes, start = step.tool
+        step.tool = None
+        self.tree.leaf(
+            step.node,
+            name,
+            span_type,
+            started or start,
+            end,
+            inputs=inputs,
+            outputs=outputs,
+            attributes=attributes,
+            end_attributes=end_attributes,
+        )
 
     def close(self) -> None:
         """End the steps still open, with their pending work (the stream is ending)."""
@@ -535,20 +550,7 @@ class AgentTrace:
             outputs = json_safe({k: v for k, v in code.items() if k != "metadata"}, include_binary)
         else:
             return
-        if step.tool is None:  # an output whose input was not seen: still a span
-            step.tool = ("observation", K.SpanType.TOOL, None, {}, t)
-        name, span_type, inputs, attributes, start = step.tool
-        step.tool = None
-        self.tree.leaf(
-            step.node,
-            name,
-            span_type,
-            time_ns(metadata.get("startTime")) or start,
-            end,
-            inputs=inputs,
-            outputs=outputs,
-            attributes=attributes,
-        )
+        self._end_tool(step, time_ns(metadata.get("startTime")), end, outputs=outputs)
 
     def _close_collaborator(self, scope: _Scope, output: Mapping[str, Any]) -> None:
         arn = _str(output.get("agentCollaboratorAliasArn"))
