@@ -75,7 +75,8 @@ def open_span(
         len(wire) + 256 if isinstance(wire, (bytes, bytearray)) and op.body_key is None else None
     )
     recorded = prepare(call.config, "inputs", inputs, attributes, size_hint)
-    span = _spans.start(op.span_name, span_type, recorded, attributes)
+    metadata = op.trace_metadata(params) if op.trace_metadata is not None else None
+    span = _spans.start(op.span_name, span_type, recorded, attributes, root_metadata=metadata)
     if span is None:
         return
     call.span, call.inputs = span, inputs
@@ -172,7 +173,7 @@ def _hand_over_stream(
     assert op.stream_key is not None
     assert op.accumulator is not None
     assert op.stream_finish is not None
-    accumulator = op.accumulator(call.params or {}, call.config)
+    accumulator = op.accumulator(call.params or {}, call.config, call.span)
     stream_finish, fields, inputs = (
         op.stream_finish,
         response_fields(parsed, op.stream_key),

@@ -11,16 +11,24 @@ aborts the caller's API call), hence the guards.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bedrock_trace import _spans
+from bedrock_trace._agent_operations import agent_operation_for
 from bedrock_trace._call import CONTEXT_KEY, Call, finish_exception, finish_response, open_span
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._guard import Guard
-from bedrock_trace._operations import operation_for
+from bedrock_trace._operations import Operation, operation_for
 
-SERVICE = "bedrock-runtime"
-_BEFORE_CALL_PREFIX = f"before-call.{SERVICE}."
+# Each traced service, by the name in its event names, and its operation lookup.
+_LOOKUPS: dict[str, Callable[[str, bool], Operation | None]] = {
+    "bedrock-runtime": operation_for,
+    "bedrock-agent-runtime": agent_operation_for,
+}
+#: The botocore services whose calls are traced.
+SERVICES: tuple[str, ...] = tuple(_LOOKUPS)
+_BEFORE_CALL_PREFIXES = tuple(f"before-call.{service}." for service in SERVICES)
 
 _guard_params = Guard("before-parameter-build")
 _guard_before = Guard("before-call")
@@ -44,7 +52,8 @@ class Handlers:
         if not self.active:
             return
         with _guard_params:
-            op = operation_for(model.name, model.has_event_stream_output)
+            lookup = _LOOKUPS.get(model.service_model.service_name)
+            op = lookup(model.name, model.has_event_stream_output) if lookup else None
             if op is not None and CONTEXT_KEY not in context:
                 context[CONTEXT_KEY] = Call(op, self.config, dict(params))
 
@@ -52,7 +61,7 @@ class Handlers:
         self, event_name: str, model: Any, params: dict[str, Any], context: Any, **kwargs: Any
     ) -> None:
         """Open the span; registered first on ``before-call.*.*`` so a Stubber cannot hide it."""
-        if not event_name.startswith(_BEFORE_CALL_PREFIX) or not self.active:
+        if not event_name.startswith(_BEFORE_CALL_PREFIXES) or not self.active:
             return
         with _guard_before:
             call = context.get(CONTEXT_KEY)
@@ -91,17 +100,28 @@ class Handlers:
                     _spans.end(call.span, status="ERROR")
 
 
-# The handler table: (event, method, register first). ``before-call.*.*`` with register_first
-# is the only key a botocore Stubber cannot shadow (DESIGN.md 5.6); the other events are
-# emitted to every handler, so the service-specific key keeps other services free.
-TABLE: tuple[tuple[str, str, bool], ...] = (
-    (f"before-parameter-build.{SERVICE}", "on_before_parameter_build", False),
-    ("before-call.*.*", "on_before_call", True),
-    (f"after-call.{SERVICE}", "on_after_call", False),
-    (f"after-call-error.{SERVICE}", "on_after_call_error", False),
+def unique_id(method: str, service: str | None = None) -> str:
+    """The stable unique id of a handler: registering twice is a no-op in botocore.
+
+    botocore keeps unique ids per emitter, not per event: a handler registered for two
+    services needs an id for each, or the second registration silently does nothing.
+    """
+    return f"bedrock_trace.{method}" if service is None else f"bedrock_trace.{method}.{service}"
+
+
+# The handler table: (event, method, register first, unique id). ``before-call.*.*`` with
+# register_first is the only key a botocore Stubber cannot shadow (DESIGN.md 5.6); one handler
+# there serves every service. The other events are emitted to every handler, so the
+# service-specific keys keep other services free.
+TABLE: tuple[tuple[str, str, bool, str], ...] = (
+    ("before-call.*.*", "on_before_call", True, unique_id("on_before_call")),
+    *(
+        (f"{event}.{service}", method, False, unique_id(method, service))
+        for service in SERVICES
+        for event, method in (
+            ("before-parameter-build", "on_before_parameter_build"),
+            ("after-call", "on_after_call"),
+            ("after-call-error", "on_after_call_error"),
+        )
+    ),
 )
-
-
-def unique_id(method: str) -> str:
-    """The stable unique id of a handler: registering twice is a no-op in botocore."""
-    return f"bedrock_trace.{method}"

@@ -8,7 +8,7 @@ under ``bedrock_trace.`` and are listed in ``docs/attributes.md``.
 from __future__ import annotations
 
 from mlflow.entities import SpanType
-from mlflow.tracing.constant import SpanAttributeKey, TokenUsageKey
+from mlflow.tracing.constant import SpanAttributeKey, TokenUsageKey, TraceMetadataKey
 
 __all__ = ["SpanAttributeKey", "SpanType", "TokenUsageKey"]
 
@@ -56,3 +56,26 @@ FIRST_BYTE_LATENCY_MS = _NS + "first_byte_latency_ms"
 
 # Span event names.
 EXCEPTION_EVENT = "exception"
+
+# --- Bedrock Agents runtime (bedrock-agent-runtime) ----------------------------------------
+
+AGENT_SPAN_NAME_PREFIX = "BedrockAgentRuntime."
+# MLflow 3.x has WORKFLOW; an older MLflow gets CHAIN, which its UI renders the same way.
+WORKFLOW: str = getattr(SpanType, "WORKFLOW", SpanType.CHAIN)
+# Trace metadata MLflow's Sessions view groups traces by.
+TRACE_SESSION: str = getattr(TraceMetadataKey, "TRACE_SESSION", "mlflow.trace.session")
+
+SESSION_ID = _NS + "session_id"
+AGENT_ID = _NS + "agent_id"
+AGENT_ALIAS_ID = _NS + "agent_alias_id"
+AGENT_VERSION = _NS + "agent_version"
+COLLABORATOR = _NS + "collaborator"
+AGENT_TRACE_ID = _NS + "agent_trace_id"
+PROMPT_TYPE = _NS + "prompt_type"
+ACTION_GROUP = _NS + "action_group"
+KNOWLEDGE_BASE_ID = _NS + "knowledge_base_id"
+GUARDRAIL_ACTION = _NS + "guardrail_action"
+FAILURE_CODE = _NS + "failure_code"
+FAILURE_REASON = _NS + "failure_reason"
+FLOW_NODE = _NS + "flow_node"
+EXECUTION_ID = _NS + "execution_id"

@@ -312,7 +312,9 @@ def invoke_body_attributes(
 # --- streams -------------------------------------------------------------------------------
 
 
-def _converse_stream_accumulator(params: Mapping[str, Any], config: TraceConfig) -> Any:
+def _converse_stream_accumulator(
+    params: Mapping[str, Any], config: TraceConfig, parent: Any
+) -> Any:
     return ConverseAccumulator(config.include_binary)
 
 
@@ -324,7 +326,7 @@ def _converse_stream_finish(
     return outputs, converse_finish_attributes(response)
 
 
-def _invoke_stream_accumulator(params: Mapping[str, Any], config: TraceConfig) -> Any:
+def _invoke_stream_accumulator(params: Mapping[str, Any], config: TraceConfig, parent: Any) -> Any:
     return ChunkAccumulator(params.get("modelId"), config.include_binary)
 
 
@@ -371,10 +373,13 @@ class Operation:
     body_key: str | None = None
     #: streaming operations: the key of the event stream in the response,
     stream_key: str | None = None
-    #: the accumulator that rebuilds the non-streaming response from its events,
-    accumulator: Callable[[Mapping[str, Any], TraceConfig], Any] | None = None
+    #: the accumulator that rebuilds the non-streaming response from its events, from
+    #: (params, config, the call's span: the parent of any child spans it makes),
+    accumulator: Callable[[Mapping[str, Any], TraceConfig, Any], Any] | None = None
     #: and what the rebuilt response gives: (outputs, attributes)
     stream_finish: StreamFinishFn | None = None
+    #: trace metadata from the caller's parameters, set when the span is its trace's root
+    trace_metadata: Callable[[Mapping[str, Any]], dict[str, str]] | None = None
 
 
 def _snake(name: str) -> str:

@@ -48,14 +48,14 @@ def _emitter_of(target: Any) -> tuple[Any, bool]:
 
 
 def _attach(emitter: Any, handlers: _handlers.Handlers) -> None:
-    for event, method, first in _handlers.TABLE:
+    for event, method, first, unique_id in _handlers.TABLE:
         register = emitter.register_first if first else emitter.register
-        register(event, getattr(handlers, method), unique_id=_handlers.unique_id(method))
+        register(event, getattr(handlers, method), unique_id=unique_id)
 
 
 def _detach(emitter: Any) -> None:
-    for event, method, _first in _handlers.TABLE:
-        emitter.unregister(event, unique_id=_handlers.unique_id(method))
+    for event, _method, _first, unique_id in _handlers.TABLE:
+        emitter.unregister(event, unique_id=unique_id)
 
 
 def register_autologged(client: Any, config: TraceConfig) -> bool:
@@ -90,7 +90,7 @@ def switch_autologged(*, active: bool, config: TraceConfig | None = None) -> Non
 
 
 def register(target: Any = None, *, config: TraceConfig | None = None) -> None:
-    """Trace the Bedrock Runtime calls of ``target`` as MLflow spans.
+    """Trace the Bedrock Runtime and Bedrock Agents runtime calls of ``target`` as MLflow spans.
 
     Args:
         target: a ``boto3.Session`` or ``botocore.session.Session`` (covers the clients created

@@ -25,10 +25,31 @@ _guard_end = Guard("span end")
 _UNSET: Any = object()
 
 
-def start(name: str, span_type: str, inputs: Any, attributes: Mapping[str, Any]) -> Any | None:
-    """A span under the caller's active span (not made current); None if tracing is off."""
+def start(
+    name: str,
+    span_type: str,
+    inputs: Any,
+    attributes: Mapping[str, Any],
+    *,
+    parent: Any = _UNSET,
+    start_time_ns: int | None = None,
+    root_metadata: Mapping[str, str] | None = None,
+) -> Any | None:
+    """A span, not made current; None if tracing is off.
+
+    Args:
+        parent: the parent span; by default the caller's active span.
+        start_time_ns: when the span started, if not now.
+        root_metadata: trace metadata, set only when the span is the root of a new trace.
+    """
+    if parent is _UNSET:
+        parent = mlflow.get_current_active_span()
     span = mlflow.start_span_no_context(
-        name, span_type=span_type, parent_span=mlflow.get_current_active_span()
+        name,
+        span_type=span_type,
+        parent_span=parent,
+        start_time_ns=start_time_ns,
+        metadata=dict(root_metadata) if root_metadata and parent is None else None,
     )
     if isinstance(span, NoOpSpan):
         return None  # tracing is disabled (mlflow.tracing.disable()) or not set up

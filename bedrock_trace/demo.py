@@ -1,12 +1,15 @@
 """``bedrock-trace demo``: the reference MLflow/Bedrock tutorial, offline, in one command.
 
-Starts the Bedrock stand-in on loopback (or, with ``--live``, uses real Bedrock), points a real
-boto3 client at it, and runs the tutorial's three scenarios with ``bedrock_trace`` registered:
+Starts the Bedrock stand-in on loopback (or, with ``--live``, uses real Bedrock), points real
+boto3 clients at it, and runs the tutorial's three scenarios and a Bedrock Agent with
+``bedrock_trace`` registered:
 
 1. a basic ``converse`` call;
 2. a ``converse_stream`` call, printed as it streams;
 3. a tool-calling agent: an ``@mlflow.trace`` AGENT function calling ``converse``, a TOOL
-   function, and ``converse`` again.
+   function, and ``converse`` again;
+4. a Bedrock Agent with a knowledge base: ``invoke_agent`` with ``enableTrace``, the agent's own
+   steps (model invocations, the knowledge-base lookup, the action group) as child spans.
 
 Traces go to a local MLflow store (a SQLite file in the working directory; needs the ``demo``
 extra, which brings full ``mlflow``) or to ``--tracking-uri``. Each trace is printed as a tree
@@ -20,6 +23,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
@@ -71,7 +75,13 @@ DEMO_SCENARIO = {
 }
 
 
-# --- the three scenarios ------------------------------------------------------------------
+# The stand-in answers any agent id; with --live, --agent-id and --agent-alias-id name yours.
+DEMO_AGENT_ID = "DEMOAGENT1"
+DEMO_AGENT_ALIAS = "TSTALIASID"
+AGENT_QUESTION = "I'm flying to Lisbon next week: what does the travel policy say about flights?"
+
+
+# --- the scenarios ------------------------------------------------------------------------
 
 
 def basic(client: Any, model_id: str, out: TextIO) -> str:
@@ -149,6 +159,52 @@ SCENARIOS: tuple[tuple[str, Callable[[Any, str, TextIO], str]], ...] = (
 )
 
 
+def knowledge_agent(
+    client: Any,
+    out: TextIO,
+    agent_id: str = DEMO_AGENT_ID,
+    alias_id: str = DEMO_AGENT_ALIAS,
+    question: str = AGENT_QUESTION,
+) -> str:
+    """Scenario 4: a Bedrock Agent with a knowledge base, asked with its trace switched on.
+
+    ``client`` is a ``bedrock-agent-runtime`` client. The agent's own account of its steps
+    arrives as ``trace`` events beside the answer's chunks; bedrock_trace turns them into the
+    invoke span's children while the stream is read.
+    """
+    response = client.invoke_agent(
+        agentId=agent_id,
+        agentAliasId=alias_id,
+        sessionId=f"demo-{uuid.uuid4().hex[:12]}",
+        inputText=question,
+        enableTrace=True,
+    )
+    parts, sources = [], []
+    for event in response["completion"]:
+        chunk = event.get("chunk")
+        if chunk is None:
+            continue
+        parts.append(chunk["bytes"].decode("utf-8"))
+        for citation in chunk.get("attribution", {}).get("citations", []):
+            for reference in citation.get("retrievedReferences", []):
+                sources.append(_source_of(reference.get("location", {})))
+    answer = "".join(parts)
+    print(f"  agent: {answer}", file=out)
+    for source in dict.fromkeys(sources):
+        print(f"  source: {source}", file=out)
+    return answer
+
+
+def _source_of(location: dict[str, Any]) -> str:
+    """The URI or URL of a retrieved reference's location, whatever its type."""
+    for value in location.values():
+        if isinstance(value, dict):
+            for key in ("uri", "url", "id", "query"):
+                if isinstance(value.get(key), str):
+                    return str(value[key])
+    return str(location.get("type", "?"))
+
+
 def _text_of(message: dict[str, Any]) -> str:
     return "".join(block.get("text", "") for block in message.get("content", []))
 
@@ -210,6 +266,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--region", default=None, help="AWS region (with --live)")
     parser.add_argument("--model-id", default=DEFAULT_MODEL, help="model or inference profile")
+    parser.add_argument("--agent-id", help="your Bedrock Agent's id (with --live)")
+    parser.add_argument("--agent-alias-id", help="your agent alias's id (with --live)")
     return parser
 
 
@@ -281,6 +339,20 @@ def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             trace_id = mlflow.get_last_active_trace_id()
             if trace_id:
                 trace_ids.append(trace_id)
+        print("\n== a Bedrock Agent with a knowledge base", file=out)
+        if args.live and not (args.agent_id and args.agent_alias_id):
+            print("  skipped: --live needs --agent-id and --agent-alias-id", file=out)
+        else:
+            agents = session.client("bedrock-agent-runtime", endpoint_url=endpoint_url)
+            knowledge_agent(
+                agents,
+                out,
+                agent_id=args.agent_id or DEMO_AGENT_ID,
+                alias_id=args.agent_alias_id or DEMO_AGENT_ALIAS,
+            )
+            trace_id = mlflow.get_last_active_trace_id()
+            if trace_id:
+                trace_ids.append(trace_id)
         bedrock_trace.unregister(session)
     with contextlib.suppress(AttributeError):
         mlflow.flush_trace_async_logging()
@@ -324,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run.main(argv[1:])
     print(
         "usage: bedrock-trace demo [--tracking-uri URI] [--live] [--region R] [--model-id M]\n"
+        "                          [--agent-id A --agent-alias-id L]\n"
         "       bedrock-trace standin [--port P] [--scenario FILE]\n"
         "       bedrock-trace run [--quiet] [--no-check] -- COMMAND [ARGS...]",
         file=sys.stderr,

@@ -2,7 +2,8 @@
 
 botocore imports this module and calls :func:`initialize_client_plugin` for every client it
 creates, of any service, while the variable names it (``bedrock_trace.autolog()`` and
-``bedrock-trace run`` set it). Bedrock data-plane clients get our handlers, exactly as
+``bedrock-trace run`` set it). Bedrock data-plane clients (``bedrock-runtime``,
+``bedrock-agent-runtime``) get our handlers, exactly as
 ``bedrock_trace.register(client)`` would give them; every other client is left alone, and this
 module imports MLflow only once a Bedrock client appears.
 
@@ -23,8 +24,9 @@ __all__ = ["initialize_client_plugin"]
 
 logger = logging.getLogger("bedrock_trace")
 
-#: The services whose clients are traced (not ``bedrock``, the control plane).
-SERVICES = frozenset({"bedrock-runtime"})
+#: The services whose clients are traced (not ``bedrock``, the control plane). The same as
+#: ``_handlers.SERVICES``, spelled out here so that other clients never import MLflow.
+SERVICES = frozenset({"bedrock-runtime", "bedrock-agent-runtime"})
 
 _announced = threading.Event()
 _config_error_reported = threading.Event()

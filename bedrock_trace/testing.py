@@ -404,13 +404,15 @@ class HttpStub:
         )
         return AWSResponse(request.url, status, headers, raw)
 
+    def _event(self) -> str:
+        # The client's own service: bedrock-runtime, bedrock-agent-runtime, ...
+        return f"before-send.{self._client.meta.service_model.service_id.hyphenize()}"
+
     def __enter__(self) -> HttpStub:
         self._client.meta.events.register(
-            "before-send.bedrock-runtime", self._on_before_send, unique_id=f"http-stub-{id(self)}"
+            self._event(), self._on_before_send, unique_id=f"http-stub-{id(self)}"
         )
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        self._client.meta.events.unregister(
-            "before-send.bedrock-runtime", unique_id=f"http-stub-{id(self)}"
-        )
+        self._client.meta.events.unregister(self._event(), unique_id=f"http-stub-{id(self)}")

@@ -27,7 +27,7 @@ class _FaultInjector(SpanProcessor):
         self._provider = provider
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        if not span.name.startswith("BedrockRuntime."):
+        if not self._provider.matches(span.name):
             return
         provider, fault = self._provider, self._provider.fault
         real_set_attribute, real_add_event, real_end = span.set_attribute, span.add_event, span.end
@@ -62,7 +62,7 @@ class _FaultyTracer:
         return getattr(self._real, name)
 
     def start_span(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if self._provider.fault == "start" and name.startswith("BedrockRuntime."):
+        if self._provider.fault == "start" and self._provider.matches(name):
             self._provider.fire("start_span")
         return self._real.start_span(name, *args, **kwargs)
 
@@ -70,11 +70,18 @@ class _FaultyTracer:
 class FaultyTracerProvider(TracerProvider):
     """A tracer provider whose Bedrock spans fail at ``fault`` (one of :data:`FAULTS`)."""
 
-    def __init__(self, fault: str) -> None:
+    def __init__(self, fault: str, prefixes: tuple[str, ...] = ("BedrockRuntime.",)) -> None:
+        """Args:
+        prefixes: the names of the spans that fail start with one of these ("": every span).
+        """
         super().__init__()
         self.fault = fault
+        self.prefixes = prefixes
         self.fired = 0  # how many times the fault was injected
         self.add_span_processor(_FaultInjector(self))
+
+    def matches(self, name: str) -> bool:
+        return name.startswith(self.prefixes)
 
     def fire(self, what: str) -> None:
         self.fired += 1

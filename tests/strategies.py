@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 from hypothesis import strategies as st
@@ -156,3 +157,113 @@ invoke_model_ids = st.sampled_from(
         "vendor.unknown-model-v1",
     ]
 )
+
+
+# --- Bedrock Agents streams ----------------------------------------------------------------
+
+_ARNS = [f"arn:aws:bedrock:us-east-1:123456789012:agent-alias/A{i}/AL{i}" for i in range(3)]
+_TIMES = [None, "2020-01-01T12:00:00.000000Z", "2099-01-01T12:00:00.000000Z"]
+_trace_ids = st.sampled_from(["r-0", "r-1", "r-pre-0", "r-guardrail-pre-0"])
+_texts = st.text(max_size=12)
+
+
+def _invocation_input(trace_id: str, kind: str, arn: str) -> dict:
+    member = {
+        "action": {"actionGroupInvocationInput": {"actionGroupName": "g", "function": "f"}},
+        "kb": {"knowledgeBaseLookupInput": {"knowledgeBaseId": "KB", "text": "q"}},
+        "code": {"codeInterpreterInvocationInput": {"code": "1"}},
+        "collaborator": {
+            "agentCollaboratorInvocationInput": {
+                "agentCollaboratorName": "c",
+                "agentCollaboratorAliasArn": arn,
+                "input": {"type": "TEXT", "text": "t"},
+            }
+        },
+    }[kind]
+    return {"traceId": trace_id, **member}
+
+
+def _observation(trace_id: str, kind: str, arn: str) -> dict:
+    member = {
+        "action": {"actionGroupInvocationOutput": {"text": "r"}},
+        "kb": {
+            "knowledgeBaseLookupOutput": {
+                "retrievedReferences": [
+                    {
+                        "content": {"text": "p"},
+                        "location": {"type": "S3", "s3Location": {"uri": "s3://b/k"}},
+                    }
+                ]
+            }
+        },
+        "code": {"codeInterpreterInvocationOutput": {"executionOutput": "1"}},
+        "collaborator": {
+            "agentCollaboratorInvocationOutput": {
+                "agentCollaboratorName": "c",
+                "agentCollaboratorAliasArn": arn,
+                "output": {"type": "TEXT", "text": "t"},
+            }
+        },
+        "final": {"finalResponse": {"text": "done"}},
+    }[kind]
+    return {"traceId": trace_id, **member}
+
+
+@st.composite
+def _agent_trace_part(draw) -> dict:
+    trace_id = draw(_trace_ids)
+    arn = draw(st.sampled_from(_ARNS))
+    kind = draw(st.sampled_from(["action", "kb", "code", "collaborator"]))
+    member_name, member = draw(
+        st.sampled_from(
+            [
+                (
+                    "modelInvocationInput",
+                    {"traceId": trace_id, "text": "p", "foundationModel": "m.x"},
+                ),
+                (
+                    "modelInvocationOutput",
+                    {
+                        "traceId": trace_id,
+                        "rawResponse": {"content": "r"},
+                        "metadata": {"usage": {"inputTokens": 3, "outputTokens": 1}},
+                    },
+                ),
+                ("rationale", {"traceId": trace_id, "text": "why"}),
+                ("invocationInput", _invocation_input(trace_id, kind, arn)),
+                ("observation", _observation(trace_id, kind, arn)),
+                ("observation", _observation(trace_id, "final", arn)),
+            ]
+        )
+    )
+    part = draw(st.sampled_from(["orchestrationTrace", "routingClassifierTrace"]))
+    if member_name in ("modelInvocationInput", "modelInvocationOutput") and draw(st.booleans()):
+        part = draw(st.sampled_from(["preProcessingTrace", "postProcessingTrace"]))
+    trace: dict = {part: {member_name: member}}
+    other = draw(st.integers(0, 5))
+    if other == 0:
+        trace = {"guardrailTrace": {"traceId": trace_id, "action": "INTERVENED"}}
+    elif other == 1:
+        trace = {"failureTrace": {"traceId": trace_id, "failureReason": "f", "failureCode": 500}}
+    depth = draw(st.integers(0, 3))
+    event: dict = {"sessionId": "s-1", "trace": trace}
+    if depth:
+        event["callerChain"] = [{"agentAliasArn": a} for a in _ARNS[:depth]]
+    if (moment := draw(st.sampled_from(_TIMES))) is not None:
+        event["eventTime"] = moment
+    return event
+
+
+@st.composite
+def agent_messages(draw) -> list[bytes]:
+    """An arbitrary InvokeAgent stream: trace parts in any order, chunks, maybe an exception."""
+    messages = []
+    for _ in range(draw(st.integers(0, 14))):
+        if draw(st.integers(0, 3)) == 0:
+            text = draw(_texts).encode()
+            messages.append(event_message("chunk", {"bytes": base64.b64encode(text).decode()}))
+        else:
+            messages.append(event_message("trace", draw(_agent_trace_part())))
+    if draw(st.booleans()) and draw(st.booleans()):
+        messages.append(exception_message("throttlingException", "boom"))
+    return messages

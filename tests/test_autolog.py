@@ -85,6 +85,22 @@ class TestAutologCoverage:
             control.list_foundation_models()
         assert capture.spans == []
 
+    def test_plugin_covers_every_traced_service(self):
+        """The plugin's cheap service list is the handlers' own."""
+        from bedrock_trace import _handlers, plugin
+
+        assert plugin.SERVICES == set(_handlers.SERVICES)
+
+    def test_agents_runtime_client(self, capture):
+        """A bedrock-agent-runtime client of a framework's session: its retrieve is traced."""
+        bedrock_trace.autolog()
+        client = framework_client("bedrock-agent-runtime")
+        with Stubber(client) as stub:
+            stub.add_response("retrieve", {"retrievalResults": []})
+            client.retrieve(knowledgeBaseId="KB12345678", retrievalQuery={"text": "hi"})
+        (span,) = capture.spans
+        assert span.name == "BedrockAgentRuntime.retrieve"
+
     def test_config_applies_to_autologged_clients(self, capture):
         """autolog(config=...) governs what is recorded."""
         bedrock_trace.autolog(config=bedrock_trace.TraceConfig(capture_content=False))

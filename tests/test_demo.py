@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -14,13 +16,18 @@ from bedrock_trace.standin import StandIn
 from .conftest import make_session
 
 
-@pytest.fixture
-def demo_client():
+def registered_client(service: str) -> Iterator[Any]:
+    """A client of a registered session, pointed at a stand-in playing the demo's scenario."""
     with StandIn(scenario=demo.DEMO_SCENARIO) as server:
         session = make_session()
         bedrock_trace.register(session)
-        yield session.client("bedrock-runtime", endpoint_url=server.endpoint_url)
+        yield session.client(service, endpoint_url=server.endpoint_url)
         bedrock_trace.unregister(session)
+
+
+@pytest.fixture
+def demo_client():
+    yield from registered_client("bedrock-runtime")
 
 
 class TestDemoScenarios:
@@ -48,6 +55,42 @@ class TestDemoScenarios:
         assert lines[2].startswith("   ├─ BedrockRuntime.converse [CHAT_MODEL]")
         assert "tokens" in lines[2]
         assert lines[4].startswith("   └─ BedrockRuntime.converse")
+
+
+@pytest.fixture
+def demo_agents():
+    """A bedrock-agent-runtime client of a registered session, pointed at the stand-in."""
+    yield from registered_client("bedrock-agent-runtime")
+
+
+class TestDemoAgentScenario:
+    """The fourth scenario: a Bedrock Agent with a knowledge base, its trace as a tree."""
+
+    def test_agent_run_is_one_tree_with_its_steps(self, capture, demo_agents):
+        """invoke_agent's own trace: pre-processing, the knowledge-base lookup as RETRIEVER
+        documents, the action group as TOOL, each model invocation as LLM with tokens."""
+        out = io.StringIO()
+        answer = demo.knowledge_agent(demo_agents, out)
+        assert "travel portal" in answer
+        assert "Lisbon" in answer
+        printed = out.getvalue()
+        assert f"  agent: {answer}" in printed
+        assert "  source: s3://example-handbook/travel-policy.md" in printed
+        (trace,) = capture.traces
+        root = trace.data.spans[0]
+        assert root.name == "BedrockAgentRuntime.invoke_agent"
+        assert root.span_type == "AGENT"
+        types = [span.span_type for span in trace.data.spans]
+        assert {"CHAIN", "LLM", "RETRIEVER", "TOOL"} <= set(types)
+        (retriever,) = [span for span in trace.data.spans if span.span_type == "RETRIEVER"]
+        documents = retriever.outputs
+        assert documents[0]["metadata"]["doc_uri"] == "s3://example-handbook/travel-policy.md"
+        assert "travel portal" in documents[0]["page_content"]
+        tree = demo.format_trace(trace).splitlines()
+        assert tree[1].startswith("└─ BedrockAgentRuntime.invoke_agent [AGENT]")
+        assert "tokens" in tree[1]
+        assert any("[RETRIEVER]" in line for line in tree)
+        assert any("get_weather [TOOL]" in line for line in tree)
 
 
 class TestDemoCommand:

@@ -13,7 +13,13 @@ import bedrock_trace
 from bedrock_trace.testing import HttpStub, capture_traces, flush
 
 from .conftest import ONE_ATTEMPT, make_session
-from .strategies import consumers, converse_messages, invoke_chunks, invoke_model_ids
+from .strategies import (
+    agent_messages,
+    consumers,
+    converse_messages,
+    invoke_chunks,
+    invoke_model_ids,
+)
 
 MESSAGES = [{"role": "user", "content": [{"text": "Hi"}]}]
 SETTINGS = settings(
@@ -24,12 +30,12 @@ SETTINGS = settings(
 
 
 @functools.cache
-def clients():
-    """One untraced and one traced client, shared by all examples."""
+def clients(service: str = "bedrock-runtime"):
+    """One untraced and one traced client of ``service``, shared by all examples."""
     session = make_session()
-    untraced = session.client("bedrock-runtime", config=ONE_ATTEMPT)
+    untraced = session.client(service, config=ONE_ATTEMPT)
     bedrock_trace.register(session)
-    return untraced, session.client("bedrock-runtime", config=ONE_ATTEMPT)
+    return untraced, session.client(service, config=ONE_ATTEMPT)
 
 
 def consume(stream, how, stop_at):
@@ -54,17 +60,16 @@ def consume(stream, how, stop_at):
     return received, error, iterator
 
 
-def run(messages, call, how, stop_at):
+def run(messages, call, how, stop_at, service="bedrock-runtime", key=None):
     outcomes = []
-    untraced, traced = clients()
+    untraced, traced = clients(service)
     with capture_traces() as capture:
         for client in (untraced, traced):
             with HttpStub(client) as http:
                 http.add_stream(messages)
                 response = call(client)
-                received, error, held = consume(
-                    response["stream" if "stream" in response else "body"], how, stop_at
-                )
+                key = key or ("stream" if "stream" in response else "body")
+                received, error, held = consume(response[key], how, stop_at)
                 outcomes.append((received, error))
                 del response, held
         gc.collect()
@@ -101,3 +106,33 @@ class TestStreamWrapperProperties:
         assert outcomes[0] == outcomes[1]
         assert len(spans) == 1
         assert open_traces == 0
+
+    @SETTINGS
+    @given(messages=agent_messages(), consumer=consumers)
+    def test_agent_stream(self, messages, consumer):
+        """Any agent trace, in any order, read any way: events unchanged, every span ended,
+        every child inside its parent."""
+        outcomes, spans, open_traces = run(
+            messages,
+            lambda c: c.invoke_agent(
+                agentId="AGENT12345",
+                agentAliasId="ALIAS12345",
+                sessionId="s-1",
+                inputText="hi",
+                enableTrace=True,
+            ),
+            *consumer,
+            service="bedrock-agent-runtime",
+            key="completion",
+        )
+        assert outcomes[0] == outcomes[1]
+        assert open_traces == 0
+        by_id = {span.span_id: span for span in spans}
+        (root,) = [span for span in spans if span.parent_id is None]
+        assert root.name == "BedrockAgentRuntime.invoke_agent"
+        for span in spans:
+            parent = by_id.get(span.parent_id)
+            if parent is not None:
+                assert parent.start_time_ns <= span.start_time_ns <= span.end_time_ns
+                assert span.end_time_ns <= parent.end_time_ns
+        json.dumps([span.outputs for span in spans])

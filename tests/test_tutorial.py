@@ -9,6 +9,8 @@ import pytest
 
 from bedrock_trace.standin import StandIn
 
+# The stand-in's agent runs on this model; each model invocation span is named by it.
+AGENT_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 PAGES = sorted((pathlib.Path(__file__).parent.parent / "docs" / "tutorial").glob("[0-9]-*.md"))
 # What each page must have traced: the span names of each trace, in order.
 EXPECTED = {
@@ -18,6 +20,22 @@ EXPECTED = {
         ["run_agent", "BedrockRuntime.converse", "get_weather", "BedrockRuntime.converse"]
     ],
     "4-disabling.md": [["BedrockRuntime.converse"]],
+    "5-bedrock-agent.md": [
+        [
+            "BedrockAgentRuntime.invoke_agent",
+            "preProcessing",
+            AGENT_MODEL,
+            "orchestration",
+            AGENT_MODEL,
+            "knowledgeBaseLookup",
+            "orchestration",
+            AGENT_MODEL,
+            "get_weather",
+            "orchestration",
+            AGENT_MODEL,
+        ],
+        ["BedrockAgentRuntime.retrieve"],
+    ],
 }
 
 

@@ -1,6 +1,9 @@
 // Opens bedrock_trace spans in a running MLflow UI with Debian's Chromium (driven by
 // playwright-core) and checks that each renders as a chat: the expected "User" / "Assistant"
-// (/ "System") cards with the expected text, visible in the chat area.
+// (/ "System") cards with the expected text, visible in the chat area. Checks with a "kind"
+// look at other things in the trace view: "tree" (a trace's span rows nest as its spans do,
+// {"spans": [{"span_id", "name", "parent_id"}]}) and "documents" (a RETRIEVER span's outputs
+// are listed as documents, {"span_id", "span_name", "documents": [{"text", "doc_uri"}]}).
 //
 //   node check_chat.mjs <spec.json>
 //
@@ -86,13 +89,12 @@ async function settle(page, timeoutMs, probe) {
   return errors;
 }
 
-async function checkView(context, spec, check, view) {
-  const started = Date.now();
-  const url = viewUrl(spec, check, view);
+// A fresh page for one view, with the listeners that fill the result's diagnostics (load() it).
+async function openView(context, spec, check, view) {
   const result = {
     name: check.name,
     view,
-    url,
+    url: viewUrl(spec, check, view),
     ok: false,
     errors: [],
     messages: [],
@@ -115,23 +117,68 @@ async function checkView(context, spec, check, view) {
       result.blocked.push(request.url());
     }
   });
+  return { page, result };
+}
+
+const load = (page, result) =>
+  page.goto(result.url, { waitUntil: "domcontentloaded", timeout: LOAD_TIMEOUT_MS });
+
+// The trace view's row of a span, once visible; an error if it does not name the span.
+async function spanRow(page, result, spanId, spanName, view = "trace") {
+  const rowId = view === "trace" ? `span-title-row-${spanId}` : `timeline-tree-node-${spanId}`;
+  const row = page.getByTestId(rowId).first();
+  await row.waitFor({ state: "visible", timeout: LOAD_TIMEOUT_MS });
+  const rowText = norm(await row.innerText());
+  if (!rowText.includes(spanName)) {
+    result.errors.push(`span row ${rowId} shows "${rowText}", not "${spanName}"`);
+  }
+  return row;
+}
+
+// The page text excerpt (if none yet), a screenshot, and the verdict.
+async function finishView(page, result, started, scope) {
+  if (scope && !result.excerpt) {
+    try {
+      result.excerpt = norm(await scope.first().innerText({ timeout: 2000 })).slice(0, 1500);
+    } catch {
+      // fall back to the page's text below
+    }
+  }
+  if (!result.excerpt) {
+    try {
+      result.excerpt = norm(await page.locator("body").innerText({ timeout: 2000 })).slice(0, 1500);
+    } catch {
+      result.excerpt = "(page text unavailable)";
+    }
+  }
+  try {
+    await page.screenshot({ path: result.screenshot, timeout: 10_000 });
+  } catch (error) {
+    result.errors.push(`screenshot failed: ${String(error.message).split("\n")[0]}`);
+    result.screenshot = null;
+  }
+  await page.close();
+  result.ok = result.errors.length === 0;
+  result.elapsed_ms = Date.now() - started;
+  log(`${result.name}/${result.view}: ${result.ok ? "ok" : "FAILED"} in ${result.elapsed_ms} ms`);
+  return result;
+}
+
+async function checkView(context, spec, check, view) {
+  if (check.kind === "tree") return checkTree(context, spec, check);
+  if (check.kind === "documents") return checkDocuments(context, spec, check);
+  const started = Date.now();
+  let page = null;
+  let result = null;
   let scope = null;
   try {
-    await page.goto(url, { waitUntil: "domcontentloaded", timeout: LOAD_TIMEOUT_MS });
-
-    // The span's row, by test id (text would also match the selected span's header).
-    const rowId =
-      view === "trace" ? `span-title-row-${check.span_id}` : `timeline-tree-node-${check.span_id}`;
-    const row = page.getByTestId(rowId);
-    await row.first().waitFor({ state: "visible", timeout: LOAD_TIMEOUT_MS });
-    const rowText = norm(await row.first().innerText());
-    if (!rowText.includes(check.span_name)) {
-      result.errors.push(`span row ${rowId} shows "${rowText}", not "${check.span_name}"`);
-    }
+    ({ page, result } = await openView(context, spec, check, view));
+    await load(page, result);
+    const row = await spanRow(page, result, check.span_id, check.span_name, view);
 
     if (view === "trace") {
       // The span detail: "Inputs / Outputs" tab (Pretty mode) with role cards.
-      await row.first().click();
+      await row.click();
       scope = page.getByTestId("model-trace-explorer-content-tab");
       await scope.first().waitFor({ state: "visible", timeout: RENDER_TIMEOUT_MS });
       const tab = page.getByRole("tab", { name: "Inputs / Outputs", exact: true });
@@ -187,29 +234,144 @@ async function checkView(context, spec, check, view) {
           result.errors.push(`${want.role} text ${JSON.stringify(text)} is not visible`);
         }
       }
-      result.excerpt = norm(await chat.innerText()).slice(0, 1500);
     }
   } catch (error) {
+    result = result ?? failedResult(spec, check, view);
     result.errors.push(`${error.name}: ${String(error.message).split("\n")[0]}`);
   }
-  if (!result.excerpt) {
-    try {
-      result.excerpt = norm(await page.locator("body").innerText({ timeout: 2000 })).slice(0, 1500);
-    } catch {
-      result.excerpt = "(page text unavailable)";
-    }
-  }
+  return page ? finishView(page, result, started, scope) : result;
+}
+
+function failedResult(spec, check, view) {
+  return {
+    name: check.name,
+    view,
+    url: viewUrl(spec, check, view),
+    ok: false,
+    errors: [],
+    messages: [],
+    excerpt: "",
+    screenshot: null,
+    elapsed_ms: 0,
+    blocked: [],
+    http_errors: [],
+    console_errors: [],
+  };
+}
+
+// A span tree (kind "tree", trace view): every span has a visible row naming it; a child's row
+// is below its parent's and indented further; siblings are indented alike.
+//   check.spans: [{"span_id", "name", "parent_id" (null for the root)}]
+async function checkTree(context, spec, check) {
+  const started = Date.now();
+  let page = null;
+  let result = null;
   try {
-    await page.screenshot({ path: result.screenshot, timeout: 10_000 });
+    ({ page, result } = await openView(context, spec, check, "trace"));
+    await load(page, result);
+    const boxes = {};
+    for (const span of check.spans) {
+      const row = await spanRow(page, result, span.span_id, span.name);
+      await row.scrollIntoViewIfNeeded();
+      const box = await row.boundingBox();
+      if (!box || !(await row.isVisible())) {
+        result.errors.push(`the row of ${span.name} (${span.span_id}) is not visible`);
+        continue;
+      }
+      boxes[span.span_id] = box;
+      result.messages.push({ role: span.name, text: `x=${box.x.toFixed(0)} y=${box.y.toFixed(0)}` });
+    }
+    const indent = {};
+    for (const span of check.spans) {
+      const box = boxes[span.span_id];
+      const parent = span.parent_id ? boxes[span.parent_id] : null;
+      if (!box || !span.parent_id) continue;
+      if (!parent) {
+        result.errors.push(`${span.name}: its parent ${span.parent_id} has no row`);
+        continue;
+      }
+      if (!(box.y > parent.y)) result.errors.push(`${span.name} is not below its parent's row`);
+      if (!(box.x > parent.x)) result.errors.push(`${span.name} is not indented under its parent`);
+      const siblingX = indent[span.parent_id];
+      if (siblingX === undefined) indent[span.parent_id] = box.x;
+      else if (Math.abs(siblingX - box.x) > 1) {
+        result.errors.push(`${span.name} is indented unlike its siblings`);
+      }
+    }
   } catch (error) {
-    result.errors.push(`screenshot failed: ${String(error.message).split("\n")[0]}`);
-    result.screenshot = null;
+    result = result ?? failedResult(spec, check, "trace");
+    result.errors.push(`${error.name}: ${String(error.message).split("\n")[0]}`);
   }
-  await page.close();
-  result.ok = result.errors.length === 0;
-  result.elapsed_ms = Date.now() - started;
-  log(`${check.name}/${view}: ${result.ok ? "ok" : "FAILED"} in ${result.elapsed_ms} ms`);
-  return result;
+  return page ? finishView(page, result, started, null) : result;
+}
+
+// A RETRIEVER span's documents (kind "documents", trace view): after a click on the span's row,
+// the Inputs / Outputs tab lists them with MLflow's retriever renderer, one entry per document
+// with its text visible; a document opened shows its doc_uri; no raw JSON keys on screen.
+//   check.documents: [{"text", "doc_uri"}]
+async function checkDocuments(context, spec, check) {
+  const started = Date.now();
+  let page = null;
+  let result = null;
+  let scope = null;
+  try {
+    ({ page, result } = await openView(context, spec, check, "trace"));
+    await load(page, result);
+    const row = await spanRow(page, result, check.span_id, check.span_name);
+    await row.click();
+    scope = page.getByTestId("model-trace-explorer-retriever-field-renderer");
+    try {
+      await scope.first().waitFor({ state: "visible", timeout: RENDER_TIMEOUT_MS });
+    } catch {
+      result.errors.push(
+        "the outputs are not listed as documents (no model-trace-explorer-retriever-field-renderer)",
+      );
+      return finishView(page, result, started, page.getByTestId("model-trace-explorer-content-tab"));
+    }
+    const renderer = scope.first();
+    const entries = renderer.locator('[role="button"]');
+    const probe = async () => {
+      const errors = [];
+      const count = await entries.count();
+      if (count !== check.documents.length) {
+        errors.push(`${count} document entries, expected ${check.documents.length}`);
+      }
+      result.messages = [];
+      for (let index = 0; index < count; index += 1) {
+        result.messages.push({ role: "Document", text: norm(await entries.nth(index).innerText()) });
+      }
+      check.documents.forEach((want, index) => {
+        const got = result.messages[index]?.text ?? "";
+        if (!got.includes(norm(want.text))) {
+          errors.push(`document ${index} does not show ${JSON.stringify(want.text.slice(0, 60))}`);
+        }
+      });
+      return errors;
+    };
+    result.errors.push(...(await settle(page, RENDER_TIMEOUT_MS, probe)));
+    for (const [index, want] of check.documents.entries()) {
+      const text = renderer.getByText(norm(want.text)).first();
+      if ((await text.count()) === 0 || !(await text.isVisible())) {
+        result.errors.push(`document ${index}'s text is not visible`);
+      }
+    }
+    // Open the first document: its metadata, doc_uri included, is listed.
+    await entries.first().click();
+    const opened = async () =>
+      norm(await renderer.innerText()).includes(check.documents[0].doc_uri)
+        ? []
+        : [`the opened document does not show its doc_uri ${check.documents[0].doc_uri}`];
+    result.errors.push(...(await settle(page, RENDER_TIMEOUT_MS, opened)));
+    const shown = norm(await renderer.innerText());
+    if (!shown.includes("doc_uri")) result.errors.push("the opened document lists no doc_uri");
+    for (const raw of ['"page_content"', "page_content:", '{"']) {
+      if (shown.includes(raw)) result.errors.push(`raw JSON on screen: ${raw}`);
+    }
+  } catch (error) {
+    result = result ?? failedResult(spec, check, "trace");
+    result.errors.push(`${error.name}: ${String(error.message).split("\n")[0]}`);
+  }
+  return page ? finishView(page, result, started, scope) : result;
 }
 
 async function main() {
@@ -245,22 +407,12 @@ async function main() {
       (route) => route.abort("blockedbyclient"),
     );
     for (const check of spec.checks) {
-      for (const view of check.views ?? ["trace", "renderer"]) {
+      const views = check.kind ? ["trace"] : (check.views ?? ["trace", "renderer"]);
+      for (const view of views) {
         if (Date.now() - started > BUDGET_MS) {
-          out.results.push({
-            name: check.name,
-            view,
-            url: viewUrl(spec, check, view),
-            ok: false,
-            errors: [`not run: the ${BUDGET_MS} ms budget for all views was used up`],
-            messages: [],
-            excerpt: "",
-            screenshot: null,
-            elapsed_ms: 0,
-            blocked: [],
-            http_errors: [],
-            console_errors: [],
-          });
+          const skipped = failedResult(spec, check, view);
+          skipped.errors.push(`not run: the ${BUDGET_MS} ms budget for all views was used up`);
+          out.results.push(skipped);
           continue;
         }
         out.results.push(await checkView(context, spec, check, view));

@@ -403,3 +403,119 @@ def test_spans_render_as_chats(
     views = {(r["name"], r["view"]) for r in result["results"]}
     assert views == {(c["name"], v) for c in checks for v in c["views"]}, views
     assert result["ok"], "the MLflow UI did not render the chats:\n" + _report(result)
+
+
+def _agent_traces(url: str) -> tuple[str, str]:
+    """The demo's Bedrock Agent run and one ``retrieve``, traced to the server."""
+    import boto3
+    import mlflow
+
+    import bedrock_trace
+    from bedrock_trace import demo
+    from bedrock_trace.standin import StandIn
+
+    mlflow.set_tracking_uri(url)
+    mlflow.set_experiment(EXPERIMENT)
+    with StandIn(scenario=demo.DEMO_SCENARIO) as server:
+        session = boto3.Session(
+            aws_access_key_id="AKIADEMODEMODEMODEMO",
+            aws_secret_access_key="demo-secret",
+            region_name="us-east-1",
+        )
+        bedrock_trace.register(session)
+        try:
+            agents = session.client("bedrock-agent-runtime", endpoint_url=server.endpoint_url)
+            answer = demo.knowledge_agent(agents, io.StringIO())
+            agent_id = mlflow.get_last_active_trace_id()
+            results = agents.retrieve(
+                knowledgeBaseId="KBEXAMPLE1",
+                retrievalQuery={"text": "How many vacation days do I get?"},
+            )
+            retrieve_id = mlflow.get_last_active_trace_id()
+        finally:
+            bedrock_trace.unregister(session)
+    assert "travel portal" in answer, answer
+    assert results["retrievalResults"], results
+    assert agent_id, "invoke_agent made no trace"
+    assert retrieve_id, "retrieve made no trace"
+    assert agent_id != retrieve_id, "invoke_agent and retrieve share a trace"
+    mlflow.flush_trace_async_logging()
+    return agent_id, retrieve_id
+
+
+def _documents_check(name: str, span: Any) -> dict[str, Any]:
+    """A RETRIEVER span for check_chat.mjs; first, its outputs must be MLflow documents."""
+    assert span.span_type == "RETRIEVER", (name, span.span_type)
+    outputs = span.outputs
+    assert isinstance(outputs, list), f"{name}: outputs are not a list: {outputs!r}"
+    assert outputs, f"{name}: no documents"
+    documents = []
+    for document in outputs:
+        assert {"page_content", "metadata"} <= set(document), (
+            f"{name}: {document!r} is not an MLflow Document (a tracing problem, not the UI's)"
+        )
+        documents.append(
+            {"text": document["page_content"], "doc_uri": document["metadata"]["doc_uri"]}
+        )
+    return {
+        "name": name,
+        "kind": "documents",
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "span_name": span.name,
+        "documents": documents,
+    }
+
+
+def test_agent_tree_and_documents(
+    mlflow_server: Server, mlflow_state: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Bedrock Agent run shows as its span tree; RETRIEVER spans list their documents."""
+    import mlflow
+
+    started = time.monotonic()
+    url = mlflow_server.url
+    agent_id, retrieve_id = _agent_traces(url)
+    client = mlflow.MlflowClient(tracking_uri=url)
+    agent = client.get_trace(agent_id)
+    retrieve = client.get_trace(retrieve_id)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+
+    spans = agent.data.spans
+    (root,) = [span for span in spans if span.parent_id is None]
+    assert root.name == "BedrockAgentRuntime.invoke_agent"
+    types = {span.span_type for span in spans}
+    assert {"AGENT", "CHAIN", "LLM", "RETRIEVER", "TOOL"} <= types, types
+    (lookup,) = [span for span in spans if span.span_type == "RETRIEVER"]
+    (retrieved,) = retrieve.data.spans
+    checks = [
+        {
+            "name": "agent-tree",
+            "kind": "tree",
+            "trace_id": agent_id,
+            "spans": [
+                {"span_id": span.span_id, "name": span.name, "parent_id": span.parent_id}
+                for span in spans
+            ],
+        },
+        _documents_check("agent-knowledge-base", lookup),
+        _documents_check("retrieve", retrieved),
+    ]
+    ARTIFACTS.mkdir(exist_ok=True)
+    spec = {
+        "base_url": url,
+        "experiment_id": experiment.experiment_id,
+        "artifacts": str(ARTIFACTS),
+        "checks": checks,
+    }
+    traced = time.monotonic()
+    result = _run_node(spec, tmp_path)
+    with capsys.disabled():
+        print(
+            f"\nbrowser check (agents): traces in {traced - started:.1f} s, "
+            f"browser in {result['elapsed_ms'] / 1000:.1f} s\n" + _report(result)
+        )
+    assert not result["fatal"], f"check_chat.mjs failed: {result['fatal']}\n{result['stderr']}"
+    assert {r["name"] for r in result["results"]} == {c["name"] for c in checks}
+    assert result["ok"], "the MLflow UI did not render the agent run:\n" + _report(result)
