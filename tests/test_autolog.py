@@ -89,7 +89,7 @@ class TestAutologCoverage:
         """The plugin's cheap service list is the handlers' own."""
         from bedrock_trace import _handlers, plugin
 
-        assert plugin.SERVICES == set(_handlers.SERVICES)
+        assert set(_handlers.SERVICES) == plugin.SERVICES
 
     def test_agents_runtime_client(self, capture):
         """A bedrock-agent-runtime client of a framework's session: its retrieve is traced."""
