@@ -10,7 +10,7 @@ from typing import Any
 from mlflow.entities import SpanStatusCode
 from mlflow.tracing.constant import SpanAttributeKey
 
-from bedrock_trace.standin import StandIn
+from bedrock_trace.standin import RecordedRequest
 
 from .scenarios import TOOL_USE_ID, WEATHER, Scenario
 
@@ -30,14 +30,19 @@ def root_of(traces: Sequence[Any], name: str) -> tuple[Any, Any]:
     return found[0]
 
 
-def check_spans(scenario: Scenario, traces: Sequence[Any], app: str, server: StandIn) -> None:
-    """The Bedrock spans of one run of ``scenario`` under the caller's span named ``app``."""
+def check_spans(
+    scenario: Scenario, traces: Sequence[Any], app: str, requests: Sequence[RecordedRequest]
+) -> None:
+    """The Bedrock spans of one run of ``scenario`` under the caller's span named ``app``.
+
+    ``requests``: what the stand-in received during that run.
+    """
     app_trace, app_span = root_of(traces, app)
     spans = bedrock_spans(traces)
     assert [(s.name, s.span_type) for s in spans] == list(scenario.spans)
     # One span per HTTP call the framework made, each for the model it asked for.
-    assert len(server.requests) == len(spans)
-    for span, request in zip(spans, server.requests):
+    assert len(requests) == len(spans)
+    for span, request in zip(spans, requests, strict=True):
         assert span.attributes.get(SpanAttributeKey.MODEL) == request.model_id
 
     own_ids = {s.span_id for s in app_trace.data.spans}
@@ -45,7 +50,8 @@ def check_spans(scenario: Scenario, traces: Sequence[Any], app: str, server: Sta
         if scenario.nested:
             assert span.parent_id == app_span.span_id, f"{span.name} is not under {app!r}"
         else:  # the documented limit: work run in an executor starts a trace of its own
-            assert span.span_id not in own_ids and span.parent_id is None
+            assert span.span_id not in own_ids
+            assert span.parent_id is None
         assert span.status.status_code == SpanStatusCode.OK, span.status
         assert span.attributes.get(INCOMPLETE) is None, f"{span.name} recorded as incomplete"
         usage = span.attributes.get(SpanAttributeKey.CHAT_USAGE)
@@ -65,11 +71,13 @@ def check_tool_round_trip(spans: Sequence[Any]) -> None:
     for span in spans:
         if span.name.startswith("BedrockRuntime.converse"):
             tools = span.attributes.get(SpanAttributeKey.CHAT_TOOLS)
-            assert tools and [t["function"]["name"] for t in tools] == ["get_weather"], tools
+            assert [t["function"]["name"] for t in tools or ()] == ["get_weather"], tools
         else:  # invoke_model: the tool definitions are part of the recorded body
             assert [t["name"] for t in span.inputs["body"]["tools"]] == ["get_weather"]
     request = json.dumps(asked.outputs)
-    assert TOOL_USE_ID in request and "get_weather" in request
+    assert TOOL_USE_ID in request
+    assert "get_weather" in request
     follow_up = json.dumps(answered.inputs)
-    assert TOOL_USE_ID in follow_up and WEATHER in follow_up
+    assert TOOL_USE_ID in follow_up
+    assert WEATHER in follow_up
     assert WEATHER in json.dumps(answered.outputs)

@@ -31,6 +31,10 @@ from .scenarios import Scenario, standin_rules
 
 #: botocore's client-plugin variable, which ``autolog()`` sets.
 PLUGINS_VAR = "BOTOCORE_EXPERIMENTAL__PLUGINS"
+# MLflow's usage telemetry would try to reach the internet; these tests stay on loopback.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
 REQUIRED = os.environ.get("BEDROCK_TRACE_REQUIRE_FRAMEWORKS") == "1"
 
 #: The Python module each framework is imported as.

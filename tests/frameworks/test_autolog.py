@@ -35,7 +35,7 @@ def test_traced_like_untraced(scenario: Scenario, standin: StandIn) -> None:
         bedrock_trace.autolog(disable=True)
 
     assert traced == untraced
-    check_spans(scenario, capture.traces, APP, standin)
+    check_spans(scenario, capture.traces, APP, standin.requests)
     assert [r.getMessage() for r in observed.records if r.levelname != "INFO"] == []
     assert observed.warning_kinds() <= untraced_observed.warning_kinds()
 
