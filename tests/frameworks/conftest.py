@@ -53,13 +53,26 @@ def installed(module: str) -> bool:
         return False
 
 
+def selected(framework: str) -> bool:
+    """``BEDROCK_TRACE_FRAMEWORKS`` (comma-separated) limits the run to some frameworks."""
+    names = os.environ.get("BEDROCK_TRACE_FRAMEWORKS", "").replace(" ", "")
+    return not names or framework in names.split(",")
+
+
 def require(scenario: Scenario) -> None:
     """Skip ``scenario`` if its framework is not installed (fail when they are required)."""
-    missing = [m for m in (MODULES[scenario.framework], *scenario.needs) if not installed(m)]
+    if not selected(scenario.framework):
+        pytest.skip(f"{scenario.framework} not in BEDROCK_TRACE_FRAMEWORKS")
+    missing = [MODULES[scenario.framework]] if not installed(MODULES[scenario.framework]) else []
     if missing and REQUIRED:
         pytest.fail(f"BEDROCK_TRACE_REQUIRE_FRAMEWORKS=1 but {', '.join(missing)} not installed")
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (tox -e frameworks)")
+
+
+# The suites of the other environments (no framework installed) do not collect this folder.
+if not REQUIRED and not any(installed(module) for module in MODULES.values()):
+    collect_ignore_glob = ["test_*.py"]
 
 
 @pytest.fixture

@@ -79,15 +79,10 @@ class Scenario:
     tools: bool = False
     #: The Bedrock spans nest under the caller's span (False: a documented limit).
     nested: bool = True
-    #: Python modules the scenario needs beyond its framework's.
-    needs: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
         return f"{self.framework}-{self.name}"
-
-    def available(self) -> bool:
-        return all(importlib.util.find_spec(module) is not None for module in self.needs)
 
 
 def _chat(name: str) -> tuple[str, str]:
@@ -423,7 +418,10 @@ def li_agent(*, streaming: bool) -> Callable[[], Any]:
 # --- the table ----------------------------------------------------------------------------------
 
 _C, _CS = _chat(CONVERSE), _chat(CONVERSE_STREAM)
-_AIO = ("aioboto3",)
+# With aioboto3 installed, LlamaIndex's async methods are native; without it they run the sync
+# client in threads, and astream_chat's thread (run_in_executor) does not carry the caller's
+# context: its spans start traces of their own.
+_LI_NATIVE_ASYNC = importlib.util.find_spec("aioboto3") is not None
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("langchain", "chat", lc_chat, (_C,)),
@@ -455,7 +453,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("llama_index", "stream", li_stream, (_CS,)),
     Scenario("llama_index", "tools", li_tools, (_C, _C), tools=True),
     Scenario("llama_index", "achat", li_achat, (_C,)),
-    Scenario("llama_index", "astream", li_astream, (_CS,), nested=False),
+    Scenario("llama_index", "astream", li_astream, (_CS,), nested=_LI_NATIVE_ASYNC),
     Scenario("llama_index", "agent", li_agent(streaming=False), (_C, _C), tools=True),
     Scenario(
         "llama_index",
@@ -463,7 +461,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         li_agent(streaming=True),
         (_CS, _CS),
         tools=True,
-        nested=False,
+        nested=_LI_NATIVE_ASYNC,
     ),
 )
 

@@ -21,7 +21,7 @@ import pytest
 from bedrock_trace.standin import RecordedRequest, StandIn
 
 from .checks import bedrock_spans, check_spans, root_of
-from .conftest import MODULES, PLUGINS_VAR, installed, observe, require
+from .conftest import MODULES, PLUGINS_VAR, REQUIRED, installed, observe, require, selected
 from .scenarios import SCENARIOS, Scenario, standin_rules
 
 APP = Path(__file__).with_name("app.py")
@@ -43,8 +43,9 @@ class AppRun:
 def app_run(tmp_path_factory: pytest.TempPathFactory) -> AppRun:
     """Run ``app.py`` once, with every scenario whose framework is installed."""
     if not installed("sqlalchemy") or not installed("mlflow.store.tracking.sqlalchemy_store"):
-        pytest.skip("full mlflow (a SQLite store) is not installed (tox -e frameworks)")
-    scenarios = [s for s in SCENARIOS if installed(MODULES[s.framework]) and s.available()]
+        message = "full mlflow (a SQLite store) is not installed (tox -e frameworks)"
+        pytest.fail(message) if REQUIRED else pytest.skip(message)
+    scenarios = [s for s in SCENARIOS if selected(s.framework) and installed(MODULES[s.framework])]
     if not scenarios:
         pytest.skip("no framework installed (tox -e frameworks)")
     root = tmp_path_factory.mktemp("app")
