@@ -35,6 +35,8 @@ def _offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
         "AWS_REGION",
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        "AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME",
+        "BOTOCORE_EXPERIMENTAL__PLUGINS",
     ):
         monkeypatch.delenv(name, raising=False)
     empty = tmp_path_factory.mktemp("aws") / "empty"
