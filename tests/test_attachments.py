@@ -82,6 +82,31 @@ class TestConverseAttachments:
         assert base64.b64encode(PNG).decode() not in json.dumps(span.to_dict())
         assert "bedrock_trace.truncated" not in span.attributes
 
+    @needs_attachments
+    def test_chat_view_shows_the_image(self, capture, client, stubber):
+        """mlflow.chat.messages carries the image as an image_url part the UI displays."""
+        bedrock_trace.register(client, config=TraceConfig(include_binary=True))
+        _converse(client, stubber, _image_messages())
+        (span,) = capture.spans
+        ref = span.inputs["messages"][0]["content"][1]["image"]["source"]["bytes"]
+        assert span.attributes["mlflow.chat.messages"] == [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": f"{PROMPT}\n[document]"},
+                    {"type": "image_url", "image_url": {"url": ref}},
+                ],
+            },
+            {"role": "assistant", "content": "A small square."},
+        ]
+        assert span.attributes["mlflow.message.format"] == "bedrock"
+
+    def test_no_chat_attribute_without_attachments(self, capture, client, stubber):
+        """Placeholders only: the UI reads converse inputs as it always did."""
+        _converse(client, stubber, _image_messages())
+        (span,) = capture.spans
+        assert "mlflow.chat.messages" not in span.attributes
+
     def test_caller_messages_are_not_touched(self, capture, client, stubber):
         """The caller's message objects still hold their own bytes afterwards."""
         bedrock_trace.register(client, config=TraceConfig(include_binary=True))
