@@ -43,7 +43,7 @@ const LOCAL_STORAGE = {
 // that even every view failing ends well within the caller's timeout.
 const LOAD_TIMEOUT_MS = 20_000; // until the span's row is visible
 const RENDER_TIMEOUT_MS = 8_000; // then until the chat area shows what is expected
-const BUDGET_MS = Number(process.env.BEDROCK_TRACE_BROWSER_BUDGET_MS || 90_000); // all views
+const BUDGET_MS = Number(process.env.BEDROCK_TRACE_BROWSER_BUDGET_MS || 120_000); // all views
 const ROLES = ["User", "Assistant", "System", "Tool"];
 
 const norm = (text) => String(text ?? "").replace(/\s+/g, " ").trim();

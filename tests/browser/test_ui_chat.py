@@ -43,7 +43,7 @@ EXPERIMENT = "browser-check"
 REQUIRE = os.environ.get("BEDROCK_TRACE_REQUIRE_BROWSER", "") not in ("", "0", "false")
 
 SERVER_START_TIMEOUT = 90.0  # a cold first start (imports, DB migrations) takes ~10-25 s
-NODE_TIMEOUT = 150.0
+NODE_TIMEOUT = 180.0
 
 # The invoke_model check: an Anthropic messages body, answered by the stand-in.
 INVOKE_SYSTEM = "Answer in one short sentence."
