@@ -1,8 +1,9 @@
 """What a newcomer runs first, run as they would: in fresh processes, from other folders.
 
 - the README Quickstart, pasted into ``quickstart.py`` (against the stand-in, as the README's
-  "no AWS account" variant runs it), leaves a trace in a local store, and the README's
-  ``bedrock-trace ui`` command serves it;
+  "no AWS account" variant runs it), leaves a trace in a local store that the search example
+  of docs/migrating-from-autolog.md finds, and the README's ``bedrock-trace ui`` command
+  serves it;
 - the demo prints a ``bedrock-trace ui`` command that works as printed from any folder.
 
 Each ``ui`` run starts a real ``mlflow ui`` (through ``bedrock-trace ui --no-browser``), so this
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+MIGRATING = README.parent / "docs" / "migrating-from-autolog.md"
 HANG_GUARD_S = 300  # not a timing check: keeps a broken run from hanging the suite
 
 
@@ -133,6 +135,17 @@ class TestFirstHour:
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.strip() == "You said: Hello!"
         assert (tmp_path / "mlflow.db").is_file()
+        # docs/migrating-from-autolog.md's search example finds it, request id and all.
+        (search,) = re.findall(r"```python\n(.*?)```", MIGRATING.read_text(), flags=re.S)[:1]
+        setup = 'import mlflow\nmlflow.set_tracking_uri("sqlite:///mlflow.db")\n'
+        setup += 'mlflow.set_experiment("quickstart")\n'
+        (tmp_path / "search.py").write_text(setup + search)
+        found = _run([sys.executable, "search.py"], tmp_path, _env())
+        assert found.returncode == 0, found.stderr[-3000:]
+        (line,) = found.stdout.splitlines()
+        trace_id, request_id = line.split()
+        assert trace_id.startswith("tr-")
+        assert request_id != "None"
         command = _readme_command(".venv/bin/bedrock-trace ui")
         command = [sys.executable, "-m", "bedrock_trace.demo", *command[1:]]
         with _ui(command, tmp_path) as url:
