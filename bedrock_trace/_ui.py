@@ -142,7 +142,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 2
     if importlib.util.find_spec("sqlalchemy") is None or importlib.util.find_spec("flask") is None:
         print(
-            "The MLflow UI needs full MLflow: pip install 'bedrock-trace[demo]' (or mlflow).",
+            "The MLflow UI needs full MLflow: pip install mlflow (in a bedrock-trace checkout: "
+            "pip install -e '.[demo]').",
             file=sys.stderr,
         )
         return 2

@@ -251,8 +251,8 @@ def _configure_mlflow(tracking_uri: str | None, experiment: str) -> str | None:
     # Local stores live in full mlflow (with SQLAlchemy); mlflow-tracing has none.
     if local and importlib.util.find_spec("sqlalchemy") is None:
         return (
-            f"A local store ({uri}) needs full MLflow: pip install 'bedrock-trace[demo]', "
-            "or pass --tracking-uri http://<your MLflow server>."
+            f"A local store ({uri}) needs full MLflow: pip install mlflow (in a bedrock-trace "
+            "checkout: pip install -e '.[demo]'), or pass --tracking-uri http://<your server>."
         )
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)

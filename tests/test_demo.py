@@ -61,7 +61,7 @@ class TestDemoCommand:
     def test_local_store_without_full_mlflow_says_what_to_install(self, capsys):
         """With mlflow-tracing alone, the default local store is refused with advice."""
         assert demo.main(["demo"]) == 2
-        assert "bedrock-trace[demo]" in capsys.readouterr().err
+        assert "pip install mlflow" in capsys.readouterr().err
 
     def test_usage(self, capsys):
         """No subcommand: usage on stderr, exit 2."""
