@@ -112,9 +112,17 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _has_display() -> bool:
+    """Whether a graphical browser can open here (else ``webbrowser`` may start a text-mode
+    browser that takes over the terminal)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def _open(url: str, no_browser: bool, out: TextIO) -> None:
     print(f"MLflow UI: {url}", file=out, flush=True)
-    if not no_browser:
+    if not no_browser and _has_display():
         with contextlib.suppress(Exception):  # no browser here: the address is printed
             webbrowser.open(url)
 
