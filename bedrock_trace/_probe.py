@@ -29,6 +29,11 @@ _threads: list[threading.Thread] = []
 
 def check_tracking_server() -> None:
     """Start the check of the current tracking URI, once per URI (cheap after the first)."""
+    with _guard:
+        _check_once()
+
+
+def _check_once() -> None:
     uri = mlflow.get_tracking_uri()
     if uri in _seen:
         return

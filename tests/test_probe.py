@@ -23,10 +23,10 @@ WARNING_START = "bedrock_trace: the MLflow tracking server at"
 @pytest.fixture
 def tracking_uri() -> Iterator[None]:
     """Put MLflow's tracking URI back after the test."""
-    was_set = tracking_utils.is_tracking_uri_set()
-    saved = mlflow.get_tracking_uri()
+    # With mlflow-tracing alone, asking for an unset URI imports a store it does not ship.
+    saved = mlflow.get_tracking_uri() if tracking_utils.is_tracking_uri_set() else None
     yield
-    mlflow.set_tracking_uri(saved if was_set else None)
+    mlflow.set_tracking_uri(saved)
 
 
 def _traced_call(client, stubber, uri: str) -> list:
