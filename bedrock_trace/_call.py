@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from mlflow.entities import SpanEvent, SpanStatusCode
 
 from bedrock_trace import _keys as K
-from bedrock_trace import _spans
+from bedrock_trace import _probe, _spans
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._content import prepare
 from bedrock_trace._operations import Operation, invoke_body_finish
@@ -81,6 +81,7 @@ def open_span(
         return
     call.span, call.inputs = span, inputs
     reaper.start()  # cheap when running; restarts it in a forked child
+    _probe.check_tracking_server()  # once per tracking URI, in the background
 
 
 def _response_attributes(parsed: Mapping[str, Any], http_status: int | None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _message(role: str, content: str | None, **extra: Any) -> Message:
+def _message(role: str, content: str | list[dict[str, Any]] | None, **extra: Any) -> Message:
     message: Message = {"role": role, "content": content}
     message.update({key: value for key, value in extra.items() if value})
     return message
@@ -102,6 +102,7 @@ def _anthropic(request: Any, response: Any) -> list[Message]:
 
 def _converse_message(role: str, content: Any) -> list[Message]:
     texts: list[str] = []
+    images: list[str] = []  # mlflow-attachment:// references, shown inline by the MLflow UI
     calls: list[dict[str, Any]] = []
     results: list[Message] = []
     for block in _list(content):
@@ -113,17 +114,31 @@ def _converse_message(role: str, content: Any) -> list[Message]:
             calls.append(_tool_call(use.get("toolUseId"), use.get("name"), use.get("input", {})))
         elif "toolResult" in block:
             result = _dict(block["toolResult"])
-            parts = [
+            lines = [
                 _text(part.get("text")) if "text" in part else json.dumps(part.get("json"))
                 for part in map(_dict, _list(result.get("content")))
             ]
-            results.append(_message("tool", "\n".join(parts), tool_call_id=result.get("toolUseId")))
+            results.append(_message("tool", "\n".join(lines), tool_call_id=result.get("toolUseId")))
+        elif ref := _attachment_ref(block.get("image")):
+            images.append(ref)
         else:
             texts.extend(_media_note(kind) for kind in block if kind != "cachePoint")
     messages = results
-    if texts or calls:
+    if images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": "\n".join(texts)}] if texts else []
+        parts += [{"type": "image_url", "image_url": {"url": ref}} for ref in images]
+        messages.append(_message(role, parts, tool_calls=calls))
+    elif texts or calls:
         messages.append(_message(role, "\n".join(texts) or None, tool_calls=calls))
     return messages
+
+
+def _attachment_ref(image: Any) -> str | None:
+    data = _dict(_dict(image).get("source")).get("bytes")
+    return data if isinstance(data, str) and data.startswith(ATTACHMENT_SCHEME) else None
+
+
+ATTACHMENT_SCHEME = "mlflow-attachment://"
 
 
 def _nova(request: Any, response: Any) -> list[Message]:
@@ -237,6 +252,19 @@ CONVERTERS: dict[str, Callable[[Any, Any], list[Message]]] = {
     "cohere-command": _cohere,
     "cohere-command-text": _completion("prompt", _first("generations", "text")),
 }
+
+
+def converse_with_images(inputs: Any, outputs: Any) -> list[Message] | None:
+    """A converse call as a chat whose images the MLflow UI shows inline, or None.
+
+    The UI reads converse spans' own inputs as a chat, but shows an image there as the text of
+    its reference; it shows ``image_url`` parts of ``mlflow.chat.messages`` as images. So a
+    converse span whose recorded inputs hold image attachments gets that attribute too, made
+    from what was recorded (content controls already applied).
+    """
+    messages = _nova(inputs, outputs)
+    with_images = any(isinstance(message.get("content"), list) for message in messages)
+    return messages if with_images else None
 
 
 def chat_messages(family: str, request: Any, response: Any) -> list[Message] | None:

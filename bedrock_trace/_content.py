@@ -7,7 +7,8 @@ Every payload (span inputs, span outputs, stream event payloads, chat messages) 
    descriptive fields (model id, roles, stop reasons, types); every other string is dropped.
 2. the ``redact`` hook, if configured, rewrites what is left. If it raises, the payload is
    replaced by a marker: a failing redactor never lets unredacted content through.
-3. ``max_payload_chars`` caps the payload's JSON size; a bigger payload is replaced by a
+3. with ``include_binary``, binary content becomes MLflow attachments (``_attachments``).
+4. ``max_payload_chars`` caps the payload's JSON size; a bigger payload is replaced by a
    preview of that many characters and an explicit truncation marker.
 """
 
@@ -17,6 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from bedrock_trace import _attachments
 from bedrock_trace import _keys as K
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._guard import Guard
@@ -128,7 +130,11 @@ def record(
             redacted = config.redact(kind, value)
         value = redacted
         size_hint = None  # the hook may have made it bigger
-    return _cap(value, config.max_payload_chars, size_hint)
+    cut = False
+    if config.include_binary:  # binary content kept in full: attachments where MLflow can
+        value, cut = _attachments.attach(value, kind, config.max_payload_chars)
+    value, truncated = _cap(value, config.max_payload_chars, size_hint)
+    return value, truncated or cut
 
 
 def event_text(config: TraceConfig, text: str) -> str:

@@ -70,10 +70,36 @@ def binary_placeholder(data: bytes, media: str | None = None) -> str:
     return f"[binary {kind}, {len(data)} bytes, sha256:{digest}]"
 
 
+class BinaryText(str):
+    """Base64 text standing for binary content recorded in full (``include_binary``).
+
+    It is a ``str``, so redaction hooks, JSON and stream events see plain base64 text; right
+    before a payload reaches MLflow, ``_attachments`` turns it into an MLflow attachment (or
+    plain text where the installed MLflow has none). ``data`` is decoded lazily.
+    """
+
+    media: str | None
+    _data: bytes | None
+
+    @classmethod
+    def of(cls, text: str, media: str | None, data: bytes | None = None) -> BinaryText:
+        self = cls(text)
+        self.media, self._data = media, data
+        return self
+
+    @property
+    def data(self) -> bytes:
+        """The binary content itself."""
+        if self._data is None:
+            encoded = self[self.index(",") + 1 :] if self.startswith("data:") else str(self)
+            self._data = base64.b64decode(encoded)
+        return self._data
+
+
 def _binary(data: bytes, fmt: str | None, include_binary: bool) -> str:
-    if include_binary:
-        return base64.b64encode(data).decode("ascii")
     media = _MEDIA_TYPES.get(fmt, fmt) if fmt else None
+    if include_binary:
+        return BinaryText.of(base64.b64encode(data).decode("ascii"), media, data)
     return binary_placeholder(data, media)
 
 
@@ -89,9 +115,10 @@ def sniff_media_type(data: bytes) -> str | None:
     return None
 
 
-def _base64_placeholder(text: str) -> str | None:
-    """A placeholder for base64 (or a base64 data URI) standing for binary content."""
-    media = None
+def _base64_binary(text: str, include_binary: bool) -> str | None:
+    """A placeholder (or, with ``include_binary``, a :class:`BinaryText`) for base64 text (or a
+    base64 data URI) standing for binary content; None for any other text."""
+    media, original = None, text
     if text.startswith("data:"):
         match = _DATA_URI.match(text)
         if match is None:
@@ -103,7 +130,10 @@ def _base64_placeholder(text: str) -> str | None:
         data = base64.b64decode(text, validate=True)
     except ValueError:
         return None
-    return binary_placeholder(data, media or sniff_media_type(data))
+    media = media or sniff_media_type(data)
+    if include_binary:
+        return BinaryText.of(original, media, data)
+    return binary_placeholder(data, media)
 
 
 def json_safe(value: Any, include_binary: bool = False, *, base64_strings: bool = False) -> Any:
@@ -115,14 +145,14 @@ def json_safe(value: Any, include_binary: bool = False, *, base64_strings: bool 
     With ``base64_strings`` (decoded invoke_model bodies), long base64 strings and base64 data
     URIs are binary content too.
     """
-    return _walk(value, include_binary, None, 0, base64_strings and not include_binary)
+    return _walk(value, include_binary, None, 0, base64_strings)
 
 
 def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int, b64: bool) -> Any:
     kind = type(value)
     if kind is str:
         if b64 and len(value) >= _MIN_BASE64_CHARS:
-            return _base64_placeholder(value) or value
+            return _base64_binary(value, include_binary) or value
         return value
     if kind is int or kind is float or kind is bool or value is None:
         return value  # exact types first: the isinstance checks below cost more

@@ -16,6 +16,8 @@ from typing import Any
 import mlflow
 from mlflow.entities import NoOpSpan, SpanEvent
 
+from bedrock_trace import _keys as K
+from bedrock_trace._chat import converse_with_images
 from bedrock_trace._guard import Guard
 
 _guard_start = Guard("span start")
@@ -79,6 +81,9 @@ def end(
     if outputs is not _UNSET:
         with _guard_set:
             span.set_outputs(outputs)
+    if getattr(span, "_attachments", None):  # MLflow's table of this span's attachments
+        with _guard_set:
+            _show_images(span, outputs)
     with _guard_end:
         span.end(status=status, end_time_ns=end_time_ns)
     # MLflow's end() swallows its own failures before ending the OpenTelemetry span; end that
@@ -87,3 +92,12 @@ def end(
     if otel_span is not None and otel_span.is_recording():
         with _guard_end:
             otel_span.end(end_time=end_time_ns)
+
+
+def _show_images(span: Any, outputs: Any) -> None:
+    """Give a converse span with image attachments a chat the MLflow UI shows them in."""
+    if span.get_attribute(K.MESSAGE_FORMAT) != K.MESSAGE_FORMAT_BEDROCK:
+        return
+    messages = converse_with_images(span.inputs, None if outputs is _UNSET else outputs)
+    if messages is not None:
+        span.set_attribute(K.CHAT_MESSAGES, messages)

@@ -13,7 +13,8 @@ boto3 clients at it, and runs the tutorial's three scenarios and a Bedrock Agent
 
 Traces go to a local MLflow store (a SQLite file in the working directory; needs the ``demo``
 extra, which brings full ``mlflow``) or to ``--tracking-uri``. Each trace is printed as a tree
-(spans, durations, tokens, status), followed by how to open it in the MLflow UI.
+(spans, durations, tokens, status), followed by how to open it in the MLflow UI: a
+``bedrock-trace ui`` command with absolute paths, which runs as printed from any folder.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import contextlib
 import importlib.util
 import os
+import shlex
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -299,13 +301,16 @@ def _configure_mlflow(tracking_uri: str | None, experiment: str) -> str | None:
     """Point MLflow at the store; returns an error message if that cannot work here."""
     import mlflow
 
-    uri = tracking_uri or DEFAULT_STORE
+    from bedrock_trace._ui import absolute_store_uri
+
+    # Absolute, so that the printed UI command works from any folder.
+    uri = absolute_store_uri(tracking_uri or DEFAULT_STORE)
     local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
     # Local stores live in full mlflow (with SQLAlchemy); mlflow-tracing has none.
     if local and importlib.util.find_spec("sqlalchemy") is None:
         return (
-            f"A local store ({uri}) needs full MLflow: pip install 'bedrock-trace[demo]', "
-            "or pass --tracking-uri http://<your MLflow server>."
+            f"A local store ({uri}) needs full MLflow: pip install mlflow (in a bedrock-trace "
+            "checkout: pip install -e '.[demo]'), or pass --tracking-uri http://<your server>."
         )
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
@@ -367,22 +372,51 @@ def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 def _print_ui_hint(args: argparse.Namespace, trace_ids: list[str], out: TextIO) -> None:
     import mlflow
 
+    from bedrock_trace import _ui
+
     experiment = mlflow.get_experiment_by_name(args.experiment)
     experiment_id = experiment.experiment_id if experiment else "0"
     uri = mlflow.get_tracking_uri()
     print("\n== open them in the MLflow UI", file=out)
     if uri.startswith("sqlite:"):
-        print(f"  mlflow ui --backend-store-uri {uri} --port 5000", file=out)
-        base = "http://127.0.0.1:5000"
+        # Absolute paths and this interpreter's own commands: they run as printed from anywhere.
+        quoted = shlex.quote(uri)
+        print(
+            f"  {_ui.command_prefix()} ui --tracking-uri {quoted} "
+            f"--experiment {shlex.quote(args.experiment)}",
+            file=out,
+        )
+        print("  (starts the MLflow UI and opens these traces; or start it yourself with", file=out)
+        print(
+            f"   {shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {quoted} "
+            f"--port {_ui.DEFAULT_PORT})",
+            file=out,
+        )
+        base = f"http://127.0.0.1:{_ui.DEFAULT_PORT}"
     else:
         base = uri.rstrip("/")
-    print(f"  {base}/#/experiments/{experiment_id}/traces", file=out)
+    print(f"  {_ui.traces_url(base, experiment_id)}", file=out)
     for trace_id in trace_ids:
         print(f"  {base}/#/experiments/{experiment_id}/traces/{trace_id}", file=out)
 
 
+USAGE = """\
+usage: bedrock-trace <command> [options]     (bedrock-trace <command> --help for details)
+
+  demo      the MLflow Bedrock tutorial's scenarios, traced, against a local stand-in
+            [--tracking-uri URI] [--experiment NAME] [--live] [--region R] [--model-id M]
+            [--agent-id A --agent-alias-id L]
+  ui        start the MLflow UI on a local trace store and open its traces
+            [--tracking-uri URI] [--experiment NAME] [--host H] [--port P] [--no-browser]
+  standin   a local Bedrock Runtime stand-in (real wire protocol, scripted answers)
+            [--host H] [--port P] [--scenario FILE] [--quiet]
+  run       run a program with every Bedrock client it creates traced (no code change)
+            [--quiet] [--no-check] -- COMMAND [ARGS...]
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``bedrock-trace`` command line: ``demo``, ``standin`` and ``run``."""
+    """``bedrock-trace`` command line: ``demo``, ``ui``, ``standin`` and ``run``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "standin":
         from bedrock_trace import standin
@@ -390,18 +424,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return standin.main(argv[1:])
     if argv and argv[0] == "demo":
         return run(argv[1:])
+    if argv and argv[0] == "ui":
+        from bedrock_trace import _ui
+
+        return _ui.main(argv[1:])
     if argv and argv[0] == "run":
         from bedrock_trace import _run
 
         return _run.main(argv[1:])
-    print(
-        "usage: bedrock-trace demo [--tracking-uri URI] [--live] [--region R] [--model-id M]\n"
-        "                          [--agent-id A --agent-alias-id L]\n"
-        "       bedrock-trace standin [--port P] [--scenario FILE]\n"
-        "       bedrock-trace run [--quiet] [--no-check] -- COMMAND [ARGS...]",
-        file=sys.stderr,
-    )
-    return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    print(USAGE, end="", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from mlflow.tracking._tracking_service import utils as _tracking_utils
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from bedrock_trace import _guard
+from bedrock_trace import _guard, _probe
 from bedrock_trace._eventstream import (
     chunk_event,
     encode_message,
@@ -155,6 +155,7 @@ def capture_traces(tracer_provider: TracerProvider | None = None) -> Iterator[Tr
     # our processor exports nowhere.
     placeholder_uri = not _tracking_utils.is_tracking_uri_set()  # type: ignore[no-untyped-call]
     if placeholder_uri:
+        _probe.ignore(_PLACEHOLDER_TRACKING_URI)
         mlflow.set_tracking_uri(_PLACEHOLDER_TRACKING_URI)
     exporter = _MemoryExporter()
     tracer_provider = tracer_provider or TracerProvider()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,9 +104,49 @@ class TestDemoCommand:
     def test_local_store_without_full_mlflow_says_what_to_install(self, capsys):
         """With mlflow-tracing alone, the default local store is refused with advice."""
         assert demo.main(["demo"]) == 2
-        assert "bedrock-trace[demo]" in capsys.readouterr().err
+        assert "pip install mlflow" in capsys.readouterr().err
 
     def test_usage(self, capsys):
         """No subcommand: usage on stderr, exit 2."""
         assert demo.main([]) == 2
-        assert "bedrock-trace demo" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert err.startswith("usage: bedrock-trace <command>")
+        for command in ("demo", "ui", "standin"):
+            assert f"\n  {command} " in err
+
+    @pytest.mark.parametrize("command", ["demo", "ui", "standin"])
+    def test_help_names_every_option(self, capsys, command):
+        """bedrock-trace --help lists every option each command's own --help has."""
+        with pytest.raises(SystemExit) as exited:
+            demo.main([command, "--help"])
+        assert exited.value.code == 0
+        options = set(re.findall(r"(--[a-z][a-z-]+)", capsys.readouterr().out)) - {"--help"}
+        assert options
+        assert demo.main(["--help"]) == 0
+        top = capsys.readouterr().out
+        assert sorted(option for option in options if option not in top) == []
+
+
+class TestUiCommand:
+    """bedrock-trace ui refuses clearly what it cannot open (starting it: tests/e2e)."""
+
+    def test_missing_store(self, capsys, tmp_path):
+        """A store file that does not exist is named, with what to do; nothing is created."""
+        store = tmp_path / "nothing-here.db"
+        assert demo.main(["ui", "--tracking-uri", f"sqlite:///{store}", "--no-browser"]) == 2
+        err = capsys.readouterr().err
+        assert str(store) in err
+        assert "bedrock-trace demo" in err
+        assert not store.exists()
+
+    def test_relative_store_is_resolved_here(self, capsys, tmp_path, monkeypatch):
+        """A relative sqlite path is taken from the current folder, and named absolutely."""
+        monkeypatch.chdir(tmp_path)
+        assert demo.main(["ui", "--no-browser"]) == 2
+        assert str(tmp_path / "bedrock-trace-demo.db") in capsys.readouterr().err
+
+    def test_server_that_does_not_answer(self, capsys, closed_port):
+        """An http(s) tracking URI is only opened; one that does not answer is an error."""
+        url = f"http://127.0.0.1:{closed_port}"
+        assert demo.main(["ui", "--tracking-uri", url, "--no-browser"]) == 1
+        assert f"{url} does not answer" in capsys.readouterr().err

@@ -566,15 +566,22 @@ class TestModelFamilies:
         assert PNG_B64 not in json.dumps(span.to_dict())
 
     def test_binary_in_full_when_asked(self, capture, client, http):
-        """With include_binary, base64 images in bodies are kept as they are."""
+        """With include_binary, base64 images in bodies are kept in full: an attachment where
+        MLflow has them (see test_attachments.py), else the base64 text as it came."""
         import bedrock_trace
+        from bedrock_trace._attachments import SUPPORTED
 
         bedrock_trace.register(client, config=bedrock_trace.TraceConfig(include_binary=True))
         row = ROWS["stability-image"]
         http.add(row.response)
         client.invoke_model(modelId=row.model_id, body=json.dumps(row.request))
         (span,) = capture.spans
-        assert span.outputs["images"] == [PNG_B64]
+        (image,) = span.outputs["images"]
+        if SUPPORTED:
+            assert image.startswith("mlflow-attachment://")
+            assert f"size={len(PNG)}" in image
+        else:
+            assert image == PNG_B64
 
     def test_placeholder_names_media_type_size_and_digest(self, capture, client, http):
         """The placeholder says what the content was: sniffed media type, size, digest."""

@@ -12,12 +12,14 @@
 //    "checks": [{"name": "converse", "trace_id": "tr-...", "span_id": "0123abcd...",
 //                "span_name": "BedrockRuntime.converse", "model": "us.anthropic...",
 //                "expect": [{"role": "User", "text": "..."}, {"role": "Assistant", "text": "..."}],
+//                "image": {"width": 96, "height": 64},   // optional: an image the chat shows
 //                "views": ["trace", "renderer"]}]}
 //
 // Prints one JSON object on stdout (everything else goes to stderr):
 //   {"ok": bool, "chromium": "...", "elapsed_ms": N, "fatal": null | "...",
 //    "results": [{"name", "view", "url", "ok", "errors": [...], "messages": [{role, text}],
-//                 "excerpt", "screenshot", "elapsed_ms", "blocked": [...], "http_errors": [...]}]}
+//                 "excerpt", "screenshot", "elapsed_ms", "blocked": [...], "http_errors": [...],
+//                 "images": [{src, width, height, shown}]}]}
 // Exit code 0 whenever the browser ran (the caller asserts on "ok"); 2 on a fatal error.
 
 import fs from "node:fs";
@@ -44,7 +46,7 @@ const LOCAL_STORAGE = {
 // that even every view failing ends well within the caller's timeout.
 const LOAD_TIMEOUT_MS = 20_000; // until the span's row is visible
 const RENDER_TIMEOUT_MS = 8_000; // then until the chat area shows what is expected
-const BUDGET_MS = Number(process.env.BEDROCK_TRACE_BROWSER_BUDGET_MS || 90_000); // all views
+const BUDGET_MS = Number(process.env.BEDROCK_TRACE_BROWSER_BUDGET_MS || 120_000); // all views
 const ROLES = ["User", "Assistant", "System", "Tool"];
 
 const norm = (text) => String(text ?? "").replace(/\s+/g, " ").trim();
@@ -104,6 +106,7 @@ async function openView(context, spec, check, view) {
     blocked: [],
     http_errors: [],
     console_errors: [],
+    images: [],
   };
   const page = await context.newPage();
   page.on("response", (response) => {
@@ -221,6 +224,21 @@ async function checkView(context, spec, check, view) {
         if (view === "renderer" && check.model) {
           if (!norm(await chat.innerText()).includes(check.model)) {
             errors.push(`the Chat view does not show the model ${check.model}`);
+          }
+        }
+        if (check.image) {
+          // The picture itself: loaded (decoded to its real size) and laid out on screen.
+          result.images = await chat.evaluate((root) =>
+            [...root.querySelectorAll("img")].map((img) => ({
+              src: img.currentSrc.slice(0, 120),
+              width: img.naturalWidth,
+              height: img.naturalHeight,
+              shown: img.complete && img.getBoundingClientRect().width > 0,
+            })),
+          );
+          const { width, height } = check.image;
+          if (!result.images.some((i) => i.shown && i.width === width && i.height === height)) {
+            errors.push(`no ${width}x${height} image shown in the chat`);
           }
         }
         return errors;

@@ -22,11 +22,13 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,12 +43,16 @@ EXPERIMENT = "browser-check"
 REQUIRE = os.environ.get("BEDROCK_TRACE_REQUIRE_BROWSER", "") not in ("", "0", "false")
 
 SERVER_START_TIMEOUT = 90.0  # a cold first start (imports, DB migrations) takes ~10-25 s
-NODE_TIMEOUT = 150.0
+NODE_TIMEOUT = 180.0
 
 # The invoke_model check: an Anthropic messages body, answered by the stand-in.
 INVOKE_SYSTEM = "Answer in one short sentence."
 INVOKE_PROMPT = "What is the capital of France?"
 INVOKE_REPLY = "The capital of France is Paris."
+# The image check: a converse prompt with a picture, recorded as an MLflow attachment.
+IMAGE_PROMPT = "What is in this picture?"
+IMAGE_REPLY = "A checkerboard of orange and blue squares."
+IMAGE_SIZE = (96, 64)
 
 
 def _missing() -> list[str]:
@@ -197,17 +203,43 @@ def mlflow_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     mlflow.set_tracking_uri(saved_uri)  # also resets MLflow's tracer provider
 
 
-def _invoke_model_trace(url: str) -> str:
-    """One ``invoke_model`` with an Anthropic messages body, traced to the server."""
+@contextlib.contextmanager
+def _standin_client(url: str, scenario: dict[str, Any], config: Any = None) -> Iterator[Any]:
+    """A traced client of the stand-in (answering ``scenario``), traces going to ``url``."""
     import boto3
     import mlflow
 
     import bedrock_trace
-    from bedrock_trace import demo
     from bedrock_trace.standin import StandIn
 
     mlflow.set_tracking_uri(url)
     mlflow.set_experiment(EXPERIMENT)
+    with StandIn(scenario=scenario) as server:
+        session = boto3.Session(
+            aws_access_key_id="AKIADEMODEMODEMODEMO",
+            aws_secret_access_key="demo-secret",
+            region_name="us-east-1",
+        )
+        bedrock_trace.register(session, config=config)
+        try:
+            yield session.client("bedrock-runtime", endpoint_url=server.endpoint_url)
+        finally:
+            bedrock_trace.unregister(session)
+
+
+def _last_trace_id() -> str:
+    import mlflow
+
+    trace_id = mlflow.get_last_active_trace_id()
+    assert trace_id, "the call made no trace"
+    mlflow.flush_trace_async_logging()
+    return trace_id
+
+
+def _invoke_model_trace(url: str) -> str:
+    """One ``invoke_model`` with an Anthropic messages body, traced to the server."""
+    from bedrock_trace import demo
+
     scenario = {
         "rules": [
             {
@@ -223,24 +255,49 @@ def _invoke_model_trace(url: str) -> str:
         "system": INVOKE_SYSTEM,
         "messages": [{"role": "user", "content": [{"type": "text", "text": INVOKE_PROMPT}]}],
     }
-    with StandIn(scenario=scenario) as server:
-        session = boto3.Session(
-            aws_access_key_id="AKIADEMODEMODEMODEMO",
-            aws_secret_access_key="demo-secret",
-            region_name="us-east-1",
-        )
-        bedrock_trace.register(session)
-        try:
-            client = session.client("bedrock-runtime", endpoint_url=server.endpoint_url)
-            response = client.invoke_model(modelId=demo.DEFAULT_MODEL, body=json.dumps(body))
-            reply = json.loads(response["body"].read())
-        finally:
-            bedrock_trace.unregister(session)
+    with _standin_client(url, scenario) as client:
+        response = client.invoke_model(modelId=demo.DEFAULT_MODEL, body=json.dumps(body))
+        reply = json.loads(response["body"].read())
     assert reply["content"][0]["text"] == INVOKE_REPLY, reply
-    trace_id = mlflow.get_last_active_trace_id()
-    assert trace_id, "invoke_model made no trace"
-    mlflow.flush_trace_async_logging()
-    return trace_id
+    return _last_trace_id()
+
+
+def _png(width: int, height: int) -> bytes:
+    """A checkerboard PNG (orange and blue, 16-pixel squares), written out by hand."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    orange, blue = bytes((255, 140, 0)), bytes((30, 90, 200))
+    rows = b"".join(
+        b"\x00" + b"".join(orange if (x // 16 + y // 16) % 2 else blue for x in range(width))
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _converse_image_trace(url: str) -> str:
+    """One ``converse`` with a text and an image block, binary content recorded in full."""
+    import bedrock_trace
+    from bedrock_trace import demo
+
+    scenario = {"rules": [{"contains": "picture", "reply": {"text": IMAGE_REPLY}}]}
+    image = {"image": {"format": "png", "source": {"bytes": _png(*IMAGE_SIZE)}}}
+    config = bedrock_trace.TraceConfig(include_binary=True)
+    with _standin_client(url, scenario, config) as client:
+        response = client.converse(
+            modelId=demo.DEFAULT_MODEL,
+            messages=[{"role": "user", "content": [{"text": IMAGE_PROMPT}, image]}],
+        )
+    assert response["output"]["message"]["content"] == [{"text": IMAGE_REPLY}], response
+    return _last_trace_id()
 
 
 def _traces_by_root(url: str, experiment_id: str) -> dict[str, Any]:
@@ -316,6 +373,8 @@ def _report(result: dict[str, Any]) -> str:
         lines.append(f"- {r['name']} / {r['view']}: {status} ({r['elapsed_ms']} ms) {r['url']}")
         for error in r["errors"]:
             lines.append(f"    error: {error}")
+        if r.get("images"):
+            lines.append(f"    images: {json.dumps(r['images'])}")
         if not r["ok"]:
             lines.append(f"    cards: {json.dumps(r['messages'])}")
             lines.append(f"    page text: {r['excerpt']}")
@@ -350,6 +409,11 @@ def test_spans_render_as_chats(
     invoke = by_root.get("BedrockRuntime.invoke_model")
     assert invoke is not None, f"no invoke_model trace; roots: {sorted(by_root)}"
     assert invoke.info.trace_id == invoke_id
+    # After the lookup by root span name, which would otherwise take it for the demo's.
+    image_trace = mlflow.MlflowClient(tracking_uri=url).get_trace(_converse_image_trace(url))
+    (image_span,) = image_trace.data.spans
+    image_ref = image_span.inputs["messages"][0]["content"][1]["image"]["source"]["bytes"]
+    assert image_ref.startswith("mlflow-attachment://"), image_ref
 
     rules = {rule["contains"]: rule["reply"]["text"] for rule in demo.DEMO_SCENARIO["rules"]}
     model = demo.DEFAULT_MODEL
@@ -382,6 +446,21 @@ def test_spans_render_as_chats(
             ],
             model,
         ),
+        {
+            **_check(
+                "converse_image",
+                image_trace,
+                [
+                    {"role": "User", "text": IMAGE_PROMPT},
+                    {"role": "Assistant", "text": IMAGE_REPLY},
+                ],
+                model,
+            ),
+            "image": {"width": IMAGE_SIZE[0], "height": IMAGE_SIZE[1]},
+            # MLflow 3.17's trace view shows a converse image block as its reference text; the
+            # renderer's Chat view shows the picture (docs/browser-check.md).
+            "views": ["renderer"],
+        },
     ]
     ARTIFACTS.mkdir(exist_ok=True)
     spec = {
