@@ -204,6 +204,7 @@ class AgentAccumulator:
                 self.agent.close()
             finally:
                 self.tree.close()
+                self.agent.scopes.clear()  # the ended spans: not kept alive by the stream
         outputs: dict[str, Any] = {"completion": "".join(self.completion)}
         if self.citations:
             outputs["citations"] = json_safe(self.citations, self.include_binary)
@@ -340,6 +341,7 @@ class FlowAccumulator:
                 self.flow.close()
             finally:
                 self.tree.close()
+                self.flow.nodes.clear()
         outputs: dict[str, Any] = {"outputs": self.outputs}
         if self.completion_reason is not None:
             outputs["completionReason"] = self.completion_reason

@@ -167,7 +167,8 @@ class TestAgentRun:
 
     def test_child_times_come_from_event_times(self, capture, agent_client, agent_http):
         """A model invocation lasts from its input's eventTime to its output's."""
-        base = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(milliseconds=20)
+        # Event times after the call starts (even on a slow machine) and before they are read.
+        base = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1)
         messages = [
             E._trace(
                 "orchestrationTrace",
@@ -185,7 +186,9 @@ class TestAgentRun:
             ),
         ]
         stream = invoke(agent_client, agent_http, messages)["completion"]
-        time.sleep(0.2)  # both event times are now in the past, and after the call started
+        ahead = (base - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        assert ahead > 0, "the call took longer than a second to start: the base is too early"
+        time.sleep(ahead + 0.1)  # both event times are now in the past
         list(stream)
         (llm,) = [s for s in capture.spans if s.span_type == "LLM"]
         assert llm.end_time_ns - llm.start_time_ns == 50_000_000

@@ -114,6 +114,8 @@ class TestAsyncAgentStreamEnds:
         """break, close, dropped unread, task cancelled: all spans end, the root incomplete."""
         server.add(agent_script(E.full_run(), pause=0.02))
 
+        reading = asyncio.Event()
+
         async def read(client, stop_at: int):
             response = await client.invoke_agent(**KWARGS)
             stream = response["completion"]
@@ -122,6 +124,8 @@ class TestAsyncAgentStreamEnds:
             index = 0
             async for _event in stream:
                 index += 1
+                if index == 5:
+                    reading.set()
                 if index == stop_at:
                     if how == "close":
                         stream.close()
@@ -129,9 +133,9 @@ class TestAsyncAgentStreamEnds:
 
         async def main():
             async with make_client() as client:
-                if how == "cancel":
+                if how == "cancel":  # while the stream is being read, not during the request
                     task = asyncio.create_task(read(client, 10_000))
-                    await asyncio.sleep(0.25)
+                    await reading.wait()
                     task.cancel()
                     with pytest.raises(asyncio.CancelledError):
                         await task

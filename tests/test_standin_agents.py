@@ -261,6 +261,15 @@ class TestInvokeAgent:
         assert len(chunks) == 4
         assert answer_text(events) == "one two three four"
 
+    def test_stream_final_response_splits_the_default_answer_too(self, client):
+        """The scripted answer (no reply text) arrives word by word, citations on the last."""
+        events = events_of(invoke(client, streamingConfigurations={"streamFinalResponse": True}))
+        chunks = [p for name, p in events if name == "chunk"]
+        assert len(chunks) > 10
+        final = [member(p)[2] for p in traces(events) if member(p)[1] == "observation"][-1]
+        assert answer_text(events) == final["finalResponse"]["text"]
+        assert [("attribution" in c) for c in chunks] == [False] * (len(chunks) - 1) + [True]
+
     def test_reply_tokens_set_every_model_invocation(self, server, client):
         """Reply token counts apply to each model invocation (so the sum is predictable)."""
         server.add(Rule(reply=Reply(input_tokens=100, output_tokens=7)))

@@ -36,7 +36,15 @@ from bedrock_trace.standin._answer import _estimate_tokens, _guess_argument
 from bedrock_trace.standin._exchange import _Exchange, _Response
 from bedrock_trace.standin._knowledge import _knowledge_base_text, _references
 from bedrock_trace.standin._scenario import DEFAULT_AGENT_STEPS, Reply
-from bedrock_trace.standin._wire import _JSON, _JsonObject, _list, _mapping, _stamp, _str
+from bedrock_trace.standin._wire import (
+    _JSON,
+    _JsonObject,
+    _list,
+    _mapping,
+    _stamp,
+    _str,
+    _word_pieces,
+)
 
 #: The model the scripted agent runs on when the request does not name one (invoke_agent).
 DEFAULT_AGENT_MODEL: Final = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -455,9 +463,7 @@ _STEPS: Final = {
 def _answer_chunks(run: _Run, text: str, citations: list[_JsonObject]) -> None:
     """The answer as ``chunk`` events: whole, or in pieces with ``streamFinalResponse``."""
     streaming = _mapping(_mapping(run.exchange.body).get("streamingConfigurations"))
-    pieces = run.exchange.answer.text_pieces() if streaming.get("streamFinalResponse") else [text]
-    if streaming.get("streamFinalResponse") and "".join(pieces) != text:
-        pieces = [text]
+    pieces = _word_pieces(text) if streaming.get("streamFinalResponse") is True else [text]
     for position, piece in enumerate(pieces):
         chunk: _JsonObject = {"bytes": base64.b64encode(piece.encode("utf-8")).decode("ascii")}
         if citations and position == len(pieces) - 1:

@@ -17,7 +17,15 @@ import attrs
 
 from bedrock_trace._eventstream import event_message
 from bedrock_trace.standin._exchange import _Exchange, _Response
-from bedrock_trace.standin._wire import _JSON, _json_bytes, _JsonObject, _list, _mapping, _str
+from bedrock_trace.standin._wire import (
+    _JSON,
+    _json_bytes,
+    _JsonObject,
+    _list,
+    _mapping,
+    _str,
+    _word_pieces,
+)
 
 
 @attrs.frozen
@@ -227,17 +235,13 @@ def _rag_stream(exchange: _Exchange) -> _Response:
     parts = [c["generatedResponsePart"]["textResponsePart"]["text"] for c in citations] or [text]
     for position, part in enumerate(parts):
         lead = " " if position else ""
-        events.extend(("output", {"text": piece}) for piece in _pieces(lead + part))
+        events.extend(("output", {"text": piece}) for piece in _word_pieces(lead + part))
         if position < len(citations):
             citation = citations[position]
             # The service repeats the citation's members at the top level of the event.
             events.append(("citation", {"citation": citation, **citation}))
     headers = {"x-amzn-bedrock-knowledge-base-session-id": _session_id(body)}
     return _Response(headers, messages=[event_message(name, payload) for name, payload in events])
-
-
-def _pieces(text: str) -> list[str]:
-    return re.findall(r"\s*\S+\s*", text) or [text]
 
 
 # --- Rerank --------------------------------------------------------------------------------

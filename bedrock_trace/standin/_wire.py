@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Final, TypeAlias
@@ -88,3 +89,8 @@ def _text_chars(value: Any) -> int:
 def _stamp(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds, as the agent runtime writes its timestamps."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _word_pieces(text: str) -> list[str]:
+    """The text split into words with their surrounding spaces (a stream's text deltas)."""
+    return re.findall(r"\s*\S+\s*", text) or [text]

@@ -93,21 +93,8 @@ async function settle(page, timeoutMs, probe) {
 
 // A fresh page for one view, with the listeners that fill the result's diagnostics (load() it).
 async function openView(context, spec, check, view) {
-  const result = {
-    name: check.name,
-    view,
-    url: viewUrl(spec, check, view),
-    ok: false,
-    errors: [],
-    messages: [],
-    excerpt: "",
-    screenshot: path.join(spec.artifacts, `${check.name}-${view}.png`),
-    elapsed_ms: 0,
-    blocked: [],
-    http_errors: [],
-    console_errors: [],
-    images: [],
-  };
+  const result = failedResult(spec, check, view);
+  result.screenshot = path.join(spec.artifacts, `${check.name}-${view}.png`);
   const page = await context.newPage();
   page.on("response", (response) => {
     if (response.status() >= 400) result.http_errors.push(`${response.status()} ${response.url()}`);
@@ -260,6 +247,7 @@ async function checkView(context, spec, check, view) {
   return page ? finishView(page, result, started, scope) : result;
 }
 
+// A result with no verdict yet (ok false until the view's checks pass).
 function failedResult(spec, check, view) {
   return {
     name: check.name,
@@ -274,6 +262,7 @@ function failedResult(spec, check, view) {
     blocked: [],
     http_errors: [],
     console_errors: [],
+    images: [],
   };
 }
 

@@ -386,6 +386,33 @@ def _report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _browse(
+    url: str,
+    experiment_id: str,
+    checks: list[dict[str, Any]],
+    folder: Path,
+    capsys: pytest.CaptureFixture[str],
+    timings: str,
+) -> dict[str, Any]:
+    """Run check_chat.mjs on the checks, print its summary, fail on a fatal error."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    spec = {
+        "base_url": url,
+        "experiment_id": experiment_id,
+        "artifacts": str(ARTIFACTS),
+        "checks": checks,
+    }
+    result = _run_node(spec, folder)
+    with capsys.disabled():
+        print(
+            f"\nbrowser check: {timings}, "
+            f"browser in {result['elapsed_ms'] / 1000:.1f} s ({result.get('chromium')})\n"
+            + _report(result)
+        )
+    assert not result["fatal"], f"check_chat.mjs failed: {result['fatal']}\n{result['stderr']}"
+    return result
+
+
 def test_spans_render_as_chats(
     mlflow_server: Server, mlflow_state: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -462,23 +489,11 @@ def test_spans_render_as_chats(
             "views": ["renderer"],
         },
     ]
-    ARTIFACTS.mkdir(exist_ok=True)
-    spec = {
-        "base_url": url,
-        "experiment_id": experiment.experiment_id,
-        "artifacts": str(ARTIFACTS),
-        "checks": checks,
-    }
-    traced = time.monotonic()
-    result = _run_node(spec, tmp_path)
-    with capsys.disabled():
-        print(
-            f"\nbrowser check: mlflow server up in {mlflow_server.startup_s:.1f} s, "
-            f"traces in {traced - started:.1f} s, "
-            f"browser in {result['elapsed_ms'] / 1000:.1f} s ({result.get('chromium')})\n"
-            + _report(result)
-        )
-    assert not result["fatal"], f"check_chat.mjs failed: {result['fatal']}\n{result['stderr']}"
+    timings = (
+        f"mlflow server up in {mlflow_server.startup_s:.1f} s, "
+        f"traces in {time.monotonic() - started:.1f} s"
+    )
+    result = _browse(url, experiment.experiment_id, checks, tmp_path, capsys, timings)
     views = {(r["name"], r["view"]) for r in result["results"]}
     assert views == {(c["name"], v) for c in checks for v in c["views"]}, views
     assert result["ok"], "the MLflow UI did not render the chats:\n" + _report(result)
@@ -581,20 +596,7 @@ def test_agent_tree_and_documents(
         _documents_check("agent-knowledge-base", lookup),
         _documents_check("retrieve", retrieved),
     ]
-    ARTIFACTS.mkdir(exist_ok=True)
-    spec = {
-        "base_url": url,
-        "experiment_id": experiment.experiment_id,
-        "artifacts": str(ARTIFACTS),
-        "checks": checks,
-    }
-    traced = time.monotonic()
-    result = _run_node(spec, tmp_path)
-    with capsys.disabled():
-        print(
-            f"\nbrowser check (agents): traces in {traced - started:.1f} s, "
-            f"browser in {result['elapsed_ms'] / 1000:.1f} s\n" + _report(result)
-        )
-    assert not result["fatal"], f"check_chat.mjs failed: {result['fatal']}\n{result['stderr']}"
+    timings = f"agents: traces in {time.monotonic() - started:.1f} s"
+    result = _browse(url, experiment.experiment_id, checks, tmp_path, capsys, timings)
     assert {r["name"] for r in result["results"]} == {c["name"] for c in checks}
     assert result["ok"], "the MLflow UI did not render the agent run:\n" + _report(result)

@@ -332,10 +332,10 @@ class TestSecretsOnServer:
 class TestDemoCommandOnServer:
     """``bedrock-trace demo --tracking-uri <server>``."""
 
-    def test_demo_prints_the_three_traces_and_the_server_has_them(
+    def test_demo_prints_the_four_traces_and_the_server_has_them(
         self, store, mlflow_server, mlflow_experiment, monkeypatch
     ):
-        """The demo prints three OK trace trees and UI links on the server, and the server
+        """The demo prints four OK trace trees and UI links on the server, and the server
         holds exactly those traces in the demo's experiment."""
         monkeypatch.delenv("AWS_BEARER_TOKEN_BEDROCK", raising=False)
         experiment = f"{mlflow_experiment.name}.demo"
@@ -351,7 +351,7 @@ class TestDemoCommandOnServer:
         assert code == 0, text
         assert "bedrock-trace demo: the Bedrock stand-in at http://127.0.0.1:" in text
         printed = re.findall(r"^trace (tr-[0-9a-f]+) \((\w+)\)$", text, re.MULTILINE)
-        assert [state for _, state in printed] == ["OK", "OK", "OK"]
+        assert [state for _, state in printed] == ["OK", "OK", "OK", "OK"]
         lines = text.splitlines()
         basic = lines.index(f"trace {printed[0][0]} (OK)")
         assert lines[basic + 1].startswith("└─ BedrockRuntime.converse [CHAT_MODEL]")
@@ -364,6 +364,15 @@ class TestDemoCommandOnServer:
         assert lines[agent + 2].startswith("   ├─ BedrockRuntime.converse [CHAT_MODEL]")
         assert lines[agent + 3].startswith("   ├─ get_weather [TOOL]")
         assert lines[agent + 4].startswith("   └─ BedrockRuntime.converse [CHAT_MODEL]")
+        bedrock_agent = lines.index(f"trace {printed[3][0]} (OK)")
+        assert lines[bedrock_agent + 1].startswith("└─ BedrockAgentRuntime.invoke_agent [AGENT]")
+        tree = "\n".join(lines[bedrock_agent + 1 : bedrock_agent + 12])
+        for part in (
+            "preProcessing [CHAIN]",
+            "knowledgeBaseLookup [RETRIEVER]",
+            "get_weather [TOOL]",
+        ):
+            assert part in tree, tree
 
         experiment_id = store.get_experiment_by_name(experiment).experiment_id
         for trace_id, _ in printed:
@@ -375,3 +384,6 @@ class TestDemoCommandOnServer:
         assert [s.name for s in by_id[printed[1][0]].data.spans] == [
             "BedrockRuntime.converse_stream"
         ]
+        stored = by_id[printed[3][0]].data.spans
+        (lookup,) = [span for span in stored if span.span_type == "RETRIEVER"]
+        assert lookup.outputs[0]["metadata"]["doc_uri"] == "s3://example-handbook/travel-policy.md"
