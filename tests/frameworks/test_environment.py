@@ -43,7 +43,7 @@ class AppRun:
 def app_run(tmp_path_factory: pytest.TempPathFactory) -> AppRun:
     """Run ``app.py`` once, with every scenario whose framework is installed."""
     if not installed("sqlalchemy") or not installed("mlflow.store.tracking.sqlalchemy_store"):
-        message = "full mlflow (a SQLite store) is not installed (tox -e frameworks)"
+        message = "MLflow's SQLite store (SQLAlchemy) is not installed (tox -e frameworks)"
         pytest.fail(message) if REQUIRED else pytest.skip(message)
     scenarios = [s for s in SCENARIOS if selected(s.framework) and installed(MODULES[s.framework])]
     if not scenarios:
