@@ -51,8 +51,16 @@ def _attach(emitter: Any, handlers: _handlers.Handlers) -> None:
 
 
 def _detach(emitter: Any) -> None:
+    """Stop ``emitter`` opening spans.
+
+    The ``after-call`` handlers stay: a call already in flight when tracing stops must still end
+    its span with its true outcome. They only act on calls whose span was opened (the state is
+    in the call's own context), so they cost nothing to other calls, and any registration's
+    copy of them ends any call's span (they share one ``unique_id``, DESIGN.md 5.7).
+    """
     for event, method, _first in _handlers.TABLE:
-        emitter.unregister(event, unique_id=_handlers.unique_id(method))
+        if not event.startswith("after-call"):
+            emitter.unregister(event, unique_id=_handlers.unique_id(method))
 
 
 def register(target: Any = None, *, config: TraceConfig | None = None) -> None:
@@ -100,6 +108,8 @@ def unregister(target: Any = None) -> None:
     Raises:
         TypeError: ``target`` is not one of the kinds :func:`register` accepts.
     """
+    if target is None and boto3.DEFAULT_SESSION is None:
+        return  # no default session, so nothing registered on it: do not create one here
     emitter, _is_client = _emitter_of(target)
     with _lock:
         handlers = _registrations.get(emitter)

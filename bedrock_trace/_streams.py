@@ -58,6 +58,7 @@ class StreamState:
     """What one stream has produced so far, and its span (owned by the stream from now on)."""
 
     __slots__ = (
+        "__weakref__",
         "accumulator",
         "config",
         "dropped",
@@ -69,6 +70,7 @@ class StreamState:
         "recorded",
         "span",
         "start_ns",
+        "stopped",
         "total",
     )
 
@@ -78,6 +80,10 @@ class StreamState:
         self.accumulator = accumulator
         self.finish = finish
         self.ended = False
+        # Why the caller stopped reading, set at once (the span itself ends later, on the
+        # reaper thread): nothing read after that, e.g. by resuming the stream, is recorded,
+        # and that is how the span ends.
+        self.stopped: str | None = None
         self.lock = threading.Lock()
         self.recorded = 0
         self.dropped = 0
@@ -85,11 +91,17 @@ class StreamState:
         self.start_ns: int = span.start_time_ns
         self.first_output_ns: int | None = None
         self.limit = event_limit(config)
+        reaper.track(self)
 
     def on_event(self, event: Any) -> None:
         """Record one event: a span event (up to the cap) and its share of the output."""
-        if self.ended:
-            return
+        # Under the lock: end() on the reaper thread waits for an event being recorded, and
+        # no event is added to a span that has ended.
+        with self.lock:
+            if not self.ended and self.stopped is None:
+                self._record(event)
+
+    def _record(self, event: Any) -> None:
         self.total += 1
         record = self.recorded < self.limit
         name, text, output = self.accumulator.add(event, record)
@@ -114,6 +126,8 @@ class StreamState:
             if self.ended:
                 return
             self.ended = True
+            if self.stopped is not None:  # a stream resumed after a break ends as broken off
+                reason, error = self.stopped, None
         outputs: Any = None
         attributes: dict[str, Any] = {}
         events = [SpanEvent.from_exception(error)] if error is not None else []  # type: ignore[arg-type]
@@ -144,7 +158,13 @@ class StreamState:
             )
 
     def end_later(self, reason: str) -> None:
-        """End from a finaliser: hand the work to the reaper thread."""
+        """End from a finaliser: hand the work to the reaper thread.
+
+        Takes no lock (a finaliser may run while this thread records an event of this very
+        stream); the flag alone stops the recording at once.
+        """
+        if self.stopped is None:
+            self.stopped = reason
         if not self.ended:
             reaper.submit(lambda end_time_ns: self.end(reason=reason, end_time_ns=end_time_ns))
 
