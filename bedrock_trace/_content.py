@@ -14,6 +14,7 @@ Every payload (span inputs, span outputs, stream event payloads, chat messages) 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,9 +73,14 @@ def metadata_only(value: Any, key: str | None = None) -> Any:
     return value
 
 
+# Characters JSON writes as more than themselves (quote, backslash, controls), and any
+# non-ASCII character (measured exactly then): everything else takes one place.
+_NOT_PLAIN = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
+
+
 def _string_chars(text: str) -> int:
     """The exact JSON size of a string (quotes included), as MLflow serialises it."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+    if _NOT_PLAIN.search(text) is None:
         return len(text) + 2  # nothing to escape: the common case, without serialising
     return len(json.dumps(text, ensure_ascii=False))
 
@@ -95,6 +101,16 @@ def _upper_chars(value: Any, budget: int) -> int:
         kind = type(item)
         if kind is str:
             total += _string_chars(item)
+        elif kind is dict:
+            total += 2
+            for key, nested in item.items():
+                total += (
+                    (_string_chars(key) if type(key) is str else budget + 1) + _KEY_SEP + _ITEM_SEP
+                )
+                stack.append(nested)
+        elif kind is list:
+            total += 2 + _ITEM_SEP * len(item)
+            stack.extend(item)
         elif kind is bool or item is None:
             total += 5
         elif kind is int:
