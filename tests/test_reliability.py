@@ -130,7 +130,9 @@ class TestHostileInput:
     """Arbitrary bodies and parameters: never an error of ours, span ended, bounded size."""
 
     @settings(
-        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(
         request=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
@@ -162,7 +164,9 @@ class TestHostileInput:
                 assert len(json.dumps(payload, ensure_ascii=False)) <= limit + 100
 
     @settings(
-        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(depth=st.integers(50, 3000))
     def test_deeply_nested_bodies(self, client, depth):
