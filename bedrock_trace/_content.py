@@ -101,13 +101,8 @@ def _upper_chars(value: Any, budget: int) -> int:
         kind = type(item)
         if kind is str:
             total += _string_chars(item)
-        elif kind is dict:
-            total += 2
-            for key, nested in item.items():
-                total += (
-                    (_string_chars(key) if type(key) is str else budget + 1) + _KEY_SEP + _ITEM_SEP
-                )
-                stack.append(nested)
+        elif kind is dict:  # exact types first: isinstance against the ABCs costs more
+            total += _mapping_chars(item, stack, budget)
         elif kind is list:
             total += 2 + _ITEM_SEP * len(item)
             stack.extend(item)
@@ -119,19 +114,19 @@ def _upper_chars(value: Any, budget: int) -> int:
         elif kind is float:
             total += _FLOAT_CHARS
         elif isinstance(item, Mapping):
-            total += 2
-            for key, nested in item.items():
-                total += (
-                    (_string_chars(key) if isinstance(key, str) else budget + 1)
-                    + _KEY_SEP
-                    + _ITEM_SEP
-                )
-                stack.append(nested)
-        elif isinstance(item, list):
-            total += 2 + _ITEM_SEP * len(item)
-            stack.extend(item)
+            total += _mapping_chars(item, stack, budget)
         else:
-            return budget + 1  # unknown to this walk: serialise to know
+            return budget + 1  # unknown to this walk (tuples, other types): serialise to know
+    return total
+
+
+def _mapping_chars(item: Mapping[Any, Any], stack: list[Any], budget: int) -> int:
+    """The braces, keys and separators of a mapping; its values go on ``stack``."""
+    total = 2
+    for key, nested in item.items():
+        key_chars = _string_chars(key) if isinstance(key, str) else budget + 1
+        total += key_chars + _KEY_SEP + _ITEM_SEP
+        stack.append(nested)
     return total
 
 
