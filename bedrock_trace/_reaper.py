@@ -85,7 +85,11 @@ class _Reaper:
         if self._pid != os.getpid():
             self._drain_here()
             return True
-        self.start()  # a thread that died is replaced, so the queue is always served
+        try:
+            self.start()  # a thread that died is replaced, so the queue is always served
+        except RuntimeError:  # no new thread at interpreter shutdown (Python 3.12+)
+            self._drain_here()
+            return True
         done = threading.Event()
         self._queue.put(done)
         return done.wait(timeout)

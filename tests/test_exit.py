@@ -23,7 +23,7 @@ PROGRAM = textwrap.dedent(
     from botocore.config import Config
     from mlflow.entities.trace_location import MlflowExperimentLocation
     import bedrock_trace
-    from bedrock_trace.testing import HttpStub, converse_stream_messages
+    from bedrock_trace.testing import HttpStub, converse_response, converse_stream_messages
 
     url, streams, how = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     redact_seconds = float(sys.argv[4])
@@ -42,6 +42,14 @@ PROGRAM = textwrap.dedent(
     client = session.client("bedrock-runtime", config=Config(retries={"total_max_attempts": 1}))
     held = []
     with HttpStub(client) as http:
+        if how.startswith("warm-"):  # a trace exported before, as in a program that has run a while
+            how = how[len("warm-"):]
+            http.add(converse_response("earlier"))
+            client.converse(
+                modelId="amazon.nova-lite-v1:0",
+                messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+            )
+            mlflow.flush_trace_async_logging()
         for _ in range(streams):
             http.add_stream(converse_stream_messages("Once upon a time", pieces=4))
             stream = client.converse_stream(
@@ -73,15 +81,35 @@ def run_and_count(streams: int, how: str, redact_seconds: float = 0.0) -> tuple[
         return sink.stored("BedrockRuntime.converse_stream"), done.stderr
 
 
+# Python 3.12 starts no thread once the interpreter shuts down, and MLflow starts its export
+# thread at the first export: when no trace at all was exported before the exit, the spans we
+# end then reach MLflow's exporter but not the server. Not fixable from here without reaching
+# into MLflow; docs/guarantees.md states it.
+COLD_EXPORTER_ON_312 = pytest.mark.xfail(
+    sys.version_info[:2] == (3, 12),
+    reason="Python 3.12: MLflow cannot start its export thread during shutdown",
+    strict=False,
+)
+
+
 class TestExit:
     """Streams abandoned right before the program exits: every span is stored."""
 
-    @pytest.mark.parametrize("how", ["break", "drop", "hold"])
+    @pytest.mark.parametrize(
+        "how", ["break", "drop", pytest.param("hold", marks=COLD_EXPORTER_ON_312)]
+    )
     def test_streams_abandoned_just_before_exit_are_stored(self, how):
         """30 streams broken off, dropped, or still held at exit: 30 spans stored."""
         stored, stderr = run_and_count(30, how)
         assert stored == 30, stderr
 
+    @pytest.mark.parametrize("how", ["warm-hold", "warm-break"])
+    def test_after_an_earlier_trace(self, how):
+        """A trace exported earlier, then 30 streams held or broken off at exit: 30 stored."""
+        stored, stderr = run_and_count(30, how)
+        assert stored == 30, stderr
+
+    @COLD_EXPORTER_ON_312
     def test_slow_redact_hook_at_exit(self):
         """A redact hook taking 0.2 s on the span that ends during exit: still stored."""
         stored, stderr = run_and_count(1, "break", redact_seconds=0.2)
