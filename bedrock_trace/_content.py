@@ -14,7 +14,6 @@ Every payload (span inputs, span outputs, stream event payloads, chat messages) 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,15 +72,12 @@ def metadata_only(value: Any, key: str | None = None) -> Any:
     return value
 
 
-# Characters JSON writes as more than themselves (quote, backslash, controls), and any
-# non-ASCII character (measured exactly then): everything else takes one place.
-_NOT_PLAIN = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
-
-
 def _string_chars(text: str) -> int:
     """The exact JSON size of a string (quotes included), as MLflow serialises it."""
-    if _NOT_PLAIN.search(text) is None:
-        return len(text) + 2  # nothing to escape: the common case, without serialising
+    # Printable ASCII without a quote or backslash is written as it is (the common case,
+    # checked at C speed); anything else is measured by serialising it.
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text) + 2
     return len(json.dumps(text, ensure_ascii=False))
 
 
