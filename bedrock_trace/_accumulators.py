@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import attrs
 
 from bedrock_trace import _models
+from bedrock_trace._payload import MIN_BASE64_CHARS as _MIN_BASE64_CHARS
 from bedrock_trace._payload import json_safe
 
 # span event name, JSON text (None when not asked for), carries model output
@@ -256,7 +257,21 @@ class ChunkAccumulator:
         kind = decoded.get("type")
         if kind == "message_stop":
             self.finished = True
-        return (kind if isinstance(kind, str) else "chunk"), decoded_text, content
+        name = kind if isinstance(kind, str) else "chunk"
+        if not text:
+            return name, None, content
+        return name, self._event_text(decoded_text, decoded, metrics), content
+
+    def _event_text(self, decoded_text: str, decoded: dict[str, Any], metrics: Any) -> str:
+        """The chunk's own JSON, with base64 binary content as placeholders (as in outputs)."""
+        if self.include_binary or len(decoded_text) < _MIN_BASE64_CHARS:
+            return decoded_text  # too short to hold binary content worth a placeholder
+        safe = json_safe(decoded, False, base64_strings=True)
+        if safe is decoded:
+            return decoded_text
+        if metrics is not None:
+            safe = {**safe, INVOCATION_METRICS: metrics}
+        return json.dumps(safe, separators=(",", ":"))
 
     def build(self) -> Any:
         body = self.builder.build()
@@ -433,6 +448,8 @@ class _ChoicesBuilder:
         self.choices: dict[int, dict[str, Any]] = {}
         self.outputs: dict[int, dict[str, Any]] = {}
         self.extra: dict[str, Any] = {}
+        # message dict id -> (message, tool call index -> call being assembled)
+        self.tool_calls: dict[int, tuple[dict[str, Any], dict[int, dict[str, Any]]]] = {}
         # (target dict id, field) -> (target, fragments): joined once in build()
         self.parts: dict[tuple[int, str], tuple[dict[str, Any], list[str]]] = {}
 
@@ -459,7 +476,7 @@ class _ChoicesBuilder:
                 if isinstance(delta.get("role"), str):
                     message["role"] = delta["role"]
                 if delta.get("tool_calls"):
-                    message.setdefault("tool_calls", []).extend(_list(delta["tool_calls"]))
+                    self._tool_calls(message, _list(delta["tool_calls"]))
             if isinstance(choice.get("text"), str):
                 self._append(target, "text", choice["text"])
                 content = True
@@ -477,6 +494,35 @@ class _ChoicesBuilder:
             if chunk.get(key) is not None:
                 self.extra[key] = chunk[key]
         return content
+
+    def _tool_calls(self, message: dict[str, Any], fragments: list[Any]) -> None:
+        """Merge streamed tool-call fragments into one call per ``index``.
+
+        Sample (gpt-oss, chat completions streaming): the first fragment of a call carries its
+        id, type and name, the following ones only more of its arguments::
+
+            {"index": 0, "id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": ""}}
+            {"index": 0, "function": {"arguments": "{\"city\": "}}
+        """
+        calls = self.tool_calls.setdefault(id(message), (message, {}))[1]
+        for position, fragment in enumerate(fragments):
+            if not isinstance(fragment, Mapping):
+                continue
+            index = fragment.get("index")
+            key = _index(index) if index is not None else len(calls) + position
+            call = calls.get(key)
+            if call is None:
+                call = calls[key] = {"function": {}}
+                message.setdefault("tool_calls", []).append(call)
+            for field in ("id", "type"):
+                if fragment.get(field) is not None:
+                    call[field] = fragment[field]
+            function = _dict(fragment.get("function"))
+            if function.get("name") is not None:
+                call["function"]["name"] = function["name"]
+            if isinstance(function.get("arguments"), str):
+                self._append(call["function"], "arguments", function["arguments"])
 
     def build(self) -> dict[str, Any]:
         for (_, field), (target, fragments) in self.parts.items():

@@ -82,19 +82,33 @@ class TracedAioEventStream(StreamWrapper, AioEventStream):  # type: ignore[misc]
 class BodyState:
     """An invoke_model body read asynchronously: the bytes so far, and its span."""
 
-    __slots__ = ("chunks", "config", "ended", "finish", "span")
+    __slots__ = (
+        "__weakref__",
+        "chunks",
+        "config",
+        "ended",
+        "expected",
+        "finish",
+        "received",
+        "span",
+    )
 
     def __init__(
         self,
         span: Any,
         config: TraceConfig,
         finish: Callable[[bytes, BaseException | None], Any],
+        expected: int | None = None,
     ) -> None:
         self.span = span
         self.config = config
         self.finish = finish
         self.chunks: list[bytes] = []
         self.ended = False
+        #: the Content-Length of the body, when announced: reading that much is the end
+        self.expected = expected
+        self.received = 0
+        reaper.track(self)
 
     def end(
         self,
@@ -152,8 +166,11 @@ class TracedAioStreamingBody(AioStreamingBody):  # type: ignore[misc]
         with _guard_end:
             if chunk:
                 state.chunks.append(chunk)
-            # read() / read(-1) read everything; an empty chunk for a positive size is the end.
-            if amt is None or amt < 0 or (not chunk and amt > 0):
+                state.received += len(chunk)
+            # read() / read(-1) read everything; an empty chunk for a positive size is the end,
+            # and so is the last byte of an announced length (read(content_length) is common).
+            whole = state.expected is not None and state.received >= state.expected
+            if amt is None or amt < 0 or (not chunk and amt > 0) or whole:
                 state.end()
         return chunk
 

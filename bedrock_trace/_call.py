@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from mlflow.entities import SpanEvent, SpanStatusCode
 
 from bedrock_trace import _keys as K
-from bedrock_trace import _probe, _spans
+from bedrock_trace import _models, _probe, _spans
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._content import prepare
 from bedrock_trace._operations import Operation, invoke_body_finish
@@ -163,7 +163,9 @@ def _hand_over_async_body(
         return attrs.evolve(finished, attributes={**attributes, **finished.attributes})
 
     fields = response_fields(parsed, key)
-    parsed[key] = TracedAioStreamingBody(parsed[key], BodyState(call.span, call.config, finish))
+    expected = _models._int(headers.get("content-length"))
+    state = BodyState(call.span, call.config, finish, expected)
+    parsed[key] = TracedAioStreamingBody(parsed[key], state)
     call.span, call.ended = None, True  # the body owns the span now
 
 

@@ -39,12 +39,14 @@ class TraceConfig:
         capture_content: record prompts and completions. False keeps metadata only (model,
             parameters, token usage, timings, status, stop reasons) and no text.
         redact: a hook ``redact(kind, value) -> value`` applied to every payload before it is
-            recorded; ``kind`` is ``"inputs"``, ``"outputs"``, ``"event"`` or ``"messages"``,
+            recorded; ``kind`` is ``"inputs"``, ``"outputs"``, ``"event"``, ``"messages"`` or
+            ``"tools"`` (the tool definitions of ``mlflow.chat.tools``),
             ``value`` is JSON-like (dicts, lists, strings, numbers). If it raises, the payload
             is withheld (replaced by a marker), never recorded unredacted.
         max_payload_chars: the largest JSON size of one recorded payload; a larger one is
-            replaced by a preview of this many characters and a ``bedrock_trace.truncated``
-            marker, and the span gets the ``bedrock_trace.truncated`` attribute.
+            replaced by a preview whose JSON form fits in this many characters and a
+            ``bedrock_trace.truncated`` marker, and the span gets the ``bedrock_trace.truncated``
+            attribute.
     """
 
     include_binary: bool = False

@@ -22,7 +22,7 @@ from bedrock_trace import _attachments
 from bedrock_trace import _keys as K
 from bedrock_trace._config import TraceConfig
 from bedrock_trace._guard import Guard
-from bedrock_trace._keys import CHAT_MESSAGES
+from bedrock_trace._keys import CHAT_MESSAGES, CHAT_TOOLS
 
 # A failing redaction hook is the user's error, not ours: contained and reported, and never
 # re-raised into the traced call, strict mode or not.
@@ -74,41 +74,84 @@ def metadata_only(value: Any, key: str | None = None) -> Any:
     return value
 
 
-def _rough_chars(value: Any, budget: int) -> int:
-    """A lower bound of the JSON size, stopping once it passes ``budget`` (no serialising)."""
+def _string_chars(text: str) -> int:
+    """The exact JSON size of a string (quotes included), as MLflow serialises it."""
+    # Printable ASCII without a quote or backslash is written as it is (the common case,
+    # checked at C speed); anything else is measured by serialising it.
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text) + 2
+    return len(json.dumps(text, ensure_ascii=False))
+
+
+# Upper bounds of the JSON text of a float (repr, e.g. "-2.2250738585072014e-308") and of the
+# separators json.dumps writes by default (", " between items, ": " after a key).
+_FLOAT_CHARS = 24
+_ITEM_SEP = 2
+_KEY_SEP = 2
+
+
+def _upper_chars(value: Any, budget: int) -> int:
+    """An upper bound of the JSON size, exact for strings; stops once it passes ``budget``."""
     total = 0
     stack = [value]
     while stack and total <= budget:
         item = stack.pop()
         kind = type(item)
         if kind is str:
-            total += len(item) + 2
-        elif kind is dict or isinstance(item, Mapping):
-            total += 2
-            for key, nested in item.items():
-                total += len(key) + 4
-                stack.append(nested)
-        elif isinstance(item, list):
-            total += 2 + len(item)
+            total += _string_chars(item)
+        elif kind is dict:  # exact types first: isinstance against the ABCs costs more
+            total += _mapping_chars(item, stack, budget)
+        elif kind is list:
+            total += 2 + _ITEM_SEP * len(item)
             stack.extend(item)
+        elif kind is bool or item is None:
+            total += 5
+        elif kind is int:
+            # digits of |n| <= bit_length * log10(2) + 1, plus a sign
+            total += item.bit_length() * 30103 // 100000 + 2
+        elif kind is float:
+            total += _FLOAT_CHARS
+        elif isinstance(item, Mapping):
+            total += _mapping_chars(item, stack, budget)
         else:
-            total += 4
+            return budget + 1  # unknown to this walk (tuples, other types): serialise to know
+    return total
+
+
+def _mapping_chars(item: Mapping[Any, Any], stack: list[Any], budget: int) -> int:
+    """The braces, keys and separators of a mapping; its values go on ``stack``."""
+    total = 2
+    for key, nested in item.items():
+        key_chars = _string_chars(key) if isinstance(key, str) else budget + 1
+        total += key_chars + _KEY_SEP + _ITEM_SEP
+        stack.append(nested)
     return total
 
 
 def _cap(value: Any, limit: int, size_hint: int | None) -> tuple[Any, bool]:
-    # size_hint: an upper bound of the payload's JSON size known for free (the request or
-    # response bytes on the wire), which saves walking the payload to estimate it.
-    estimate = size_hint if size_hint is not None else _rough_chars(value, limit)
-    if estimate <= limit // 2:
-        return value, False  # clearly small: no need to serialise twice
+    # size_hint: the size of the payload on the wire. Kept for callers; not trusted as a bound
+    # (numbers and binary placeholders can take more room recorded than on the wire).
+    if _upper_chars(value, limit) <= limit:
+        return value, False  # surely within the cap: no need to serialise twice
     text = json.dumps(value, ensure_ascii=False, default=str)
     if len(text) <= limit:
         return value, False
+    preview = _preview(text, limit)
     return {
-        K.TRUNCATED: {"original_chars": len(text), "kept_chars": limit},
-        "preview": text[:limit],
+        K.TRUNCATED: {"original_chars": len(text), "kept_chars": len(preview)},
+        "preview": preview,
     }, True
+
+
+def _preview(text: str, limit: int) -> str:
+    """The start of ``text`` whose own JSON form (quotes and escapes included) fits ``limit``."""
+    preview = text[: max(limit - 2, 0)]
+    excess = _string_chars(preview) - limit
+    if excess > 0:
+        # Every character takes at least one place in the JSON form: cutting ``excess`` of
+        # them brings it within the limit.
+        preview = preview[: len(preview) - excess]
+    return preview
 
 
 def record(
@@ -158,12 +201,14 @@ def prepare(
 ) -> Any:
     """``record`` for span inputs or outputs, noting truncation, and the chat messages too."""
     value, truncated = record(config, kind, value, size_hint)
-    if truncated:
+    if truncated and kind not in attributes.get(K.TRUNCATED, ()):
         attributes[K.TRUNCATED] = [*attributes.get(K.TRUNCATED, ()), kind]
-    messages = attributes.get(CHAT_MESSAGES)
-    if messages is not None:
-        if config.capture_content:
-            attributes[CHAT_MESSAGES], _ = record(config, "messages", messages)
-        else:
-            del attributes[CHAT_MESSAGES]
+    # The chat attributes carry content too: the same controls apply to them.
+    for key, key_kind in ((CHAT_MESSAGES, "messages"), (CHAT_TOOLS, "tools")):
+        content = attributes.get(key)
+        if content is not None:
+            if config.capture_content:
+                attributes[key], _ = record(config, key_kind, content)
+            else:
+                del attributes[key]
     return value

@@ -70,13 +70,19 @@ class Guard:
         reraise_in_strict: re-raise in strict mode. Off for sites where raising would not reach
             a test anyway (finalisers, the background reaper) or would break the caller's
             iteration in a way a test cannot observe cleanly; those errors are still collected.
+        contain_all: contain ``BaseException`` too. Only for our own background thread, where
+            nobody could act on a ``SystemExit`` or ``KeyboardInterrupt`` raised by a user's
+            hook, and letting it through would end the thread for good.
     """
 
-    __slots__ = ("reraise_in_strict", "where")
+    __slots__ = ("contain_all", "reraise_in_strict", "where")
 
-    def __init__(self, where: str, *, reraise_in_strict: bool = True) -> None:
+    def __init__(
+        self, where: str, *, reraise_in_strict: bool = True, contain_all: bool = False
+    ) -> None:
         self.where = where
         self.reraise_in_strict = reraise_in_strict
+        self.contain_all = contain_all
 
     def __enter__(self) -> None:
         return None
@@ -87,8 +93,9 @@ class Guard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        # KeyboardInterrupt, SystemExit and GeneratorExit are not ours to swallow.
-        if exc is None or not isinstance(exc, Exception):
+        # KeyboardInterrupt, SystemExit and GeneratorExit are not ours to swallow (except on
+        # our own thread, see contain_all).
+        if exc is None or not (isinstance(exc, Exception) or self.contain_all):
             return False
         report(self.where, exc)
         return not (strict.enabled and self.reraise_in_strict)

@@ -56,8 +56,13 @@ def _int(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    # Only ASCII digits: str.isdigit() also accepts "²" (int() rejects it), and a count in
+    # other scripts is not what a service sends. Past Python's digit limit int() raises too.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        try:
+            return int(value)
+        except ValueError:
+            return None
     return None
 
 
@@ -151,13 +156,28 @@ metrics_usage = UsageFields(
     cache_read="cacheReadInputTokenCount",
     cache_write="cacheWriteInputTokenCount",
 )
-_anthropic_usage = UsageFields(
+_anthropic_snake_usage = UsageFields(
     "input_tokens",
     "output_tokens",
     cache_read="cache_read_input_tokens",
     cache_write="cache_creation_input_tokens",
     path=("usage",),
 )
+# The same counts spelled as Converse spells them, which MLflow's own integration also reads.
+_anthropic_camel_usage = UsageFields(
+    "inputTokens",
+    "outputTokens",
+    total="totalTokens",
+    cache_read="cacheReadInputTokens",
+    cache_write="cacheWriteInputTokens",
+    path=("usage",),
+)
+
+
+def _anthropic_usage(body: Any) -> dict[str, int] | None:
+    return _anthropic_snake_usage(body) or _anthropic_camel_usage(body)
+
+
 _nova_usage = UsageFields(
     "inputTokens",
     "outputTokens",

@@ -81,16 +81,34 @@ def _read_request_body(body: Any, limit: int) -> bytes | bytearray | str | None:
     return None
 
 
+# How much of a file-like invoke_model request body is read to record it.
+_BODY_READ_LIMIT = 10 * 1024 * 1024
+
+
+def _body_preview(raw: bytes | bytearray | str, chars: int, read_limit: int) -> dict[str, Any]:
+    text = raw if isinstance(raw, str) else bytes(raw[:chars]).decode("utf-8", errors="replace")
+    return {
+        K.TRUNCATED: {"over_chars": read_limit, "kept_chars": min(chars, len(text))},
+        "preview": text[:chars],
+    }
+
+
 def _invoke_inputs(
     params: Mapping[str, Any], config: TraceConfig, wire: Any = None
 ) -> tuple[Any, Attributes]:
     inputs = dict(params)
     attributes: Attributes = {}
     body = params.get("body")
-    raw = _read_request_body(body, max(config.max_raw_body_chars, 10 * 1024 * 1024))
+    limit = max(config.max_raw_body_chars, _BODY_READ_LIMIT)
+    raw = _read_request_body(body, limit)
     if raw is None:
         if body is not None:
             inputs["body"] = json_safe(body, config.include_binary)
+    elif len(raw) > limit:
+        # Only the start of a file-like body was read: decoding it would call valid JSON
+        # invalid. Recorded as a preview, marked like any payload over the cap.
+        inputs["body"] = _body_preview(raw, config.max_raw_body_chars, limit)
+        attributes[K.TRUNCATED] = ["inputs"]
     else:
         inputs["body"], reason = decode_json_body(
             raw, include_binary=config.include_binary, max_raw_chars=config.max_raw_body_chars

@@ -48,7 +48,7 @@ _SCALARS = (int, float, bool, type(None))
 
 # Base64 inside JSON bodies (images in Anthropic, Nova, Titan, Stability bodies): only strings
 # this long are checked, and natural text fails the pattern at its first space.
-_MIN_BASE64_CHARS = 256
+MIN_BASE64_CHARS = 256
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,")
 # Leading bytes of the media types models send and return.
@@ -151,7 +151,7 @@ def json_safe(value: Any, include_binary: bool = False, *, base64_strings: bool 
 def _walk(value: Any, include_binary: bool, fmt: str | None, depth: int, b64: bool) -> Any:
     kind = type(value)
     if kind is str:
-        if b64 and len(value) >= _MIN_BASE64_CHARS:
+        if b64 and len(value) >= MIN_BASE64_CHARS:
             return _base64_binary(value, include_binary) or value
         return value
     if kind is int or kind is float or kind is bool or value is None:

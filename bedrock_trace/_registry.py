@@ -54,8 +54,16 @@ def _attach(emitter: Any, handlers: _handlers.Handlers) -> None:
 
 
 def _detach(emitter: Any) -> None:
+    """Stop ``emitter`` opening spans.
+
+    The ``after-call`` handlers stay: a call already in flight when tracing stops must still end
+    its span with its true outcome. They only act on calls whose span was opened (the state is
+    in the call's own context), so they cost nothing to other calls, and any registration's
+    copy of them ends any call's span (they share one ``unique_id``, DESIGN.md 5.7).
+    """
     for event, _method, _first, unique_id in _handlers.TABLE:
-        emitter.unregister(event, unique_id=unique_id)
+        if not event.startswith("after-call"):
+            emitter.unregister(event, unique_id=unique_id)
 
 
 def register_autologged(client: Any, config: TraceConfig) -> bool:
@@ -140,6 +148,8 @@ def unregister(target: Any = None) -> None:
     Raises:
         TypeError: ``target`` is not one of the kinds :func:`register` accepts.
     """
+    if target is None and boto3.DEFAULT_SESSION is None:
+        return  # no default session, so nothing registered on it: do not create one here
     emitter, _is_client = _emitter_of(target)
     with _lock:
         handlers = _registrations.get(emitter)

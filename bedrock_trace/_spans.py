@@ -76,8 +76,17 @@ def end(
         with _guard_set:
             span.add_event(event)
     if attributes:
+        attributes = dict(attributes)
+        if K.TRUNCATED in attributes:
+            # What was cut when the span started (the inputs) stays listed with what is cut now.
+            with _guard_set:
+                earlier = span.get_attribute(K.TRUNCATED) or []
+                attributes[K.TRUNCATED] = [
+                    *earlier,
+                    *(kind for kind in attributes[K.TRUNCATED] if kind not in earlier),
+                ]
         with _guard_set:
-            span.set_attributes(dict(attributes))
+            span.set_attributes(attributes)
     if outputs is not _UNSET:
         with _guard_set:
             span.set_outputs(outputs)

@@ -58,6 +58,7 @@ class StreamState:
     """What one stream has produced so far, and its span (owned by the stream from now on)."""
 
     __slots__ = (
+        "__weakref__",
         "accumulator",
         "config",
         "dropped",
@@ -70,6 +71,7 @@ class StreamState:
         "recorded",
         "span",
         "start_ns",
+        "stopped",
         "total",
     )
 
@@ -79,6 +81,10 @@ class StreamState:
         self.accumulator = accumulator
         self.finish = finish
         self.ended = False
+        # Why the caller stopped reading, set at once (the span itself ends later, on the
+        # reaper thread): nothing read after that, e.g. by resuming the stream, is recorded,
+        # and that is how the span ends.
+        self.stopped: str | None = None
         self.lock = threading.Lock()
         self.recorded = 0
         self.dropped = 0
@@ -88,11 +94,17 @@ class StreamState:
         self.limit = event_limit(config)
         #: a read that failed without the service saying so, while its span waits (see fail)
         self.read_error: BaseException | None = None
+        reaper.track(self)
 
     def on_event(self, event: Any) -> None:
         """Record one event: a span event (up to the cap) and its share of the output."""
-        if self.ended:
-            return
+        # Under the lock: end() on the reaper thread waits for an event being recorded, and
+        # no event is added to a span that has ended.
+        with self.lock:
+            if not self.ended and self.stopped is None:
+                self._record(event)
+
+    def _record(self, event: Any) -> None:
         self.total += 1
         record = self.recorded < self.limit
         name, text, output = self.accumulator.add(event, record)
@@ -117,6 +129,8 @@ class StreamState:
             if self.ended:
                 return
             self.ended = True
+            if self.stopped is not None:  # a stream resumed after a break ends as broken off
+                reason, error = self.stopped, None
         if error is None and reason is not None and getattr(self.accumulator, "finished", False):
             # Every event of the response arrived (the caller stopped at the final one and
             # closed, as langchain-aws does): a complete stream, not a broken-off one.
@@ -151,8 +165,17 @@ class StreamState:
             )
 
     def end_later(self, reason: str) -> None:
-        """End from a finaliser: hand the work to the reaper thread."""
-        if not self.ended and self.read_error is None:
+        """End from a finaliser: hand the work to the reaper thread.
+
+        Takes no lock (a finaliser may run while this thread records an event of this very
+        stream); the flag alone stops the recording at once. A stream whose read failed is
+        ended by its pending failure (see ``fail``), not here.
+        """
+        if self.read_error is not None:
+            return
+        if self.stopped is None:
+            self.stopped = reason
+        if not self.ended:
             reaper.submit(lambda end_time_ns: self.end(reason=reason, end_time_ns=end_time_ns))
 
     def fail(self, error: BaseException) -> None:

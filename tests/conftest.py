@@ -10,9 +10,17 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
+from hypothesis import HealthCheck, settings
 
 import bedrock_trace
 from bedrock_trace.testing import HttpStub, TraceCapture, capture_traces, strict_guard
+
+# Time is measured by the benchmarks, never asserted in tests: Hypothesis's deadline and its
+# input-generation speed check fail on a busy machine, so both are off for every test.
+settings.register_profile(
+    "bedrock_trace", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("bedrock_trace")
 
 # Distinctive fake credentials: tests search every trace and log line for them.
 ACCESS_KEY = "AKIAFAKEBEDROCKTRACE"

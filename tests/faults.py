@@ -3,9 +3,9 @@
 MLflow's spans wrap the OpenTelemetry spans its tracer provider creates. The provider here
 carries a span processor that, for each Bedrock span it sees start, makes one operation of
 that span instance raise: attribute writes of the inputs or outputs (what MLflow's
-``set_inputs`` / ``set_outputs`` do), ``add_event``, or ``end`` (after really ending it). Span
-creation itself fails through the tracer. Only objects this provider creates are touched; no
-class, module or botocore object is changed.
+``set_inputs`` / ``set_outputs`` do), ``add_event``, or ``end`` (the first call fails without
+ending the span). Span creation itself fails through the tracer. Only objects this provider
+creates are touched; no class, module or botocore object is changed.
 """
 
 from __future__ import annotations
@@ -45,10 +45,15 @@ class _FaultInjector(SpanProcessor):
                 provider.fire("add_event")
             real_add_event(*args, **kwargs)
 
+        failed: list[bool] = []
+
         def end(*args: Any, **kwargs: Any) -> None:
-            real_end(*args, **kwargs)
-            if fault == "end":
+            # The first end fails before ending anything, as MLflow's end() does when a step
+            # before its last one raises: only ending the OpenTelemetry span again ends it.
+            if fault == "end" and not failed:
+                failed.append(True)
                 provider.fire("end")
+            real_end(*args, **kwargs)
 
         span.set_attribute, span.add_event, span.end = set_attribute, add_event, end
 

@@ -104,6 +104,26 @@ def make_client(request, server):
 class TestAsyncCalls:
     """Non-streaming calls through async clients."""
 
+    def test_invoke_model_body_read_by_its_length(self, capture, server, make_client):
+        """read(content_length) reads it all: complete, ended at that read, not at collection."""
+        server.add(json_script(CLAUDE_RESPONSE))
+
+        async def main():
+            async with make_client() as client:
+                response = await client.invoke_model(modelId=CLAUDE, body=json.dumps(CLAUDE_BODY))
+                body = response["body"]
+                length = int(response["ResponseMetadata"]["HTTPHeaders"]["content-length"])
+                data = await body.read(length)
+                ended_while_held = [span.name for span in capture.spans]
+                return data, ended_while_held, body
+
+        data, ended_while_held, _body = asyncio.run(main())
+        assert json.loads(data) == CLAUDE_RESPONSE
+        assert ended_while_held == ["BedrockRuntime.invoke_model"]
+        (span,) = capture.spans
+        assert "bedrock_trace.incomplete" not in span.attributes
+        assert span.outputs == CLAUDE_RESPONSE
+
     def test_converse(self, capture, server, make_client):
         """converse: one CHAT_MODEL span with inputs, outputs and usage."""
         server.add(json_script(converse_response("Hello!", input_tokens=7, output_tokens=2)))
@@ -311,20 +331,20 @@ class TestAsyncStreams:
         async def main():
             async with make_client() as client:
                 if how == "cancel":
-                    task = asyncio.create_task(read_all(client))
-                    await reading.wait()  # cancel mid-stream, not while the call is made
+                    reading = asyncio.Event()
+                    task = asyncio.create_task(read_all(client, reading))
+                    await reading.wait()  # cancelled mid-stream, not while the call is made
                     task.cancel()
                     with pytest.raises(asyncio.CancelledError):
                         await task
                 else:
                     await read(client)
 
-        async def read_all(client):
+        async def read_all(client, reading):
             response = await client.converse_stream(modelId=CLAUDE, messages=MESSAGES)
             async for _event in response["stream"]:
                 reading.set()
 
-        reading = asyncio.Event()
         asyncio.run(main())
         settle()
         (span,) = capture.spans

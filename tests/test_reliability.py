@@ -47,7 +47,7 @@ class TestMlflowFailures:
         untraced, traced = _untraced_and_traced()
         results = []
         provider = FaultyTracerProvider(fault)
-        with capture_traces(provider) as capture, expect_internal_errors() as errors:
+        with capture_traces(provider) as capture, expect_internal_errors():
             for client in (untraced, traced):
                 with HttpStub(client) as http:
                     http.add(converse_response("plain"))
@@ -73,7 +73,6 @@ class TestMlflowFailures:
             gc.collect()
             flush()
             assert capture.open_traces() == 0
-            print(fault, provider.fired, [w for w, _ in errors], len(capture.spans))
         assert results[0] == results[1]
         assert provider.fired > 0, "the fault was never injected"
 
@@ -131,7 +130,9 @@ class TestHostileInput:
     """Arbitrary bodies and parameters: never an error of ours, span ended, bounded size."""
 
     @settings(
-        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(
         request=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
@@ -147,24 +148,32 @@ class TestHostileInput:
         ),
     )
     def test_arbitrary_invoke_model_bodies(self, client, request, response, model_id):
-        """Binary, invalid UTF-8, non-JSON request and response bodies: a span, no error."""
+        """Binary, invalid UTF-8, non-JSON request and response bodies: a span, no error.
+
+        Recorded inputs and outputs stay within a small cap (plus the truncation marker).
+        """
+        limit = 200
+        bedrock_trace.register(client, config=bedrock_trace.TraceConfig(max_payload_chars=limit))
         with capture_traces() as capture, Stubber(client) as stub:
             stub.add_response("invoke_model", invoke_model_response(response))
             body = client.invoke_model(modelId=model_id, body=request)["body"].read()
             assert body == response
             (span,) = capture.spans
-            assert len(json.dumps(span.to_dict())) < 20_000
+            assert span.status.status_code == "OK"
+            for payload in (span.inputs, span.outputs):
+                assert len(json.dumps(payload, ensure_ascii=False)) <= limit + 100
 
     @settings(
-        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(depth=st.integers(50, 3000))
     def test_deeply_nested_bodies(self, client, depth):
         """A body nested thousands deep is recorded (cut at a depth marker) without error."""
-        nested: object = "leaf"
-        for _ in range(depth):
-            nested = {"a": [nested]}
-        text = json.dumps(nested) if depth < 900 else "[" * depth + "]" * depth
+        # Written out, not json.dumps'd: the encoder's own recursion limit differs between
+        # Pythons (3.12 stops well before 900 levels), and it is not what is under test.
+        text = '{"a": [' * depth + '"leaf"' + "]}" * depth
         with capture_traces() as capture, Stubber(client) as stub:
             stub.add_response("invoke_model", invoke_model_response(text))
             client.invoke_model(modelId=CLAUDE, body=text.encode())
@@ -183,25 +192,32 @@ class TestHostileInput:
 
 
 class TestTrackingServerUnavailable:
-    """The tracking server down or slow: calls and streams still behave as untraced."""
+    """The tracking server down or hanging: calls and streams behave as untraced, unblocked."""
 
-    def test_server_down_and_slow(self, closed_port, monkeypatch):
-        """Traces export to a closed port, then to a server that stalls: callers unaffected."""
-        from .loopback import Script, loopback
+    def test_server_down_and_hanging(self, closed_port, monkeypatch):
+        """Traces export to a closed port, then to a server that hangs: callers unaffected.
 
-        # MLflow retries failed exports with backoff, and flushes its export queue when the
-        # tracking URI changes: without this the test waits minutes on MLflow, not on us.
+        The hanging server answers nothing until the traced calls have returned, so a call
+        that waited for its trace's export would see an answer first: none may.
+        """
+        from mlflow.entities.trace_location import MlflowExperimentLocation
+
+        from .mlflow_sink import mlflow_sink
+
+        # Failed exports are not retried, and time out long after the server would answer.
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+        # MLflow exports on the caller's thread unless its export is asynchronous: the default
+        # of recent mlflow-tracing releases, not of older ones (3.10) for an http:// server.
+        # The promise holds where MLflow exports asynchronously; say so explicitly.
+        monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "true")
 
         untraced, traced = _untraced_and_traced()
-        with loopback() as slow:
-            for _ in range(50):  # every MLflow REST call stalls 2 s, then fails
-                slow.add(
-                    Script([(2.0, b"{}")], status=503, headers={"content-type": "application/json"})
-                )
-            for uri in (f"http://127.0.0.1:{closed_port}", slow.url):
+        hang = threading.Event()
+        with mlflow_sink(stall=hang) as hanging:
+            for uri in (f"http://127.0.0.1:{closed_port}", hanging.url):
                 mlflow.set_tracking_uri(uri)
+                mlflow.tracing.set_destination(MlflowExperimentLocation("0"))
                 try:
                     results = []
                     for client in (untraced, traced):
@@ -216,6 +232,13 @@ class TestTrackingServerUnavailable:
                                 ]
                             )
                             results.append((converse, events))
+                    answered_while_calling = hanging.answered
                     assert results[0] == results[1]
+                    if uri == hanging.url:
+                        assert answered_while_calling == 0
+                        hang.set()
+                        mlflow.flush_trace_async_logging()
+                        assert hanging.received > 0, "no trace was exported at all"
                 finally:
+                    mlflow.tracing.reset()
                     mlflow.set_tracking_uri(None)

@@ -296,7 +296,8 @@ class TestInvokeModel:
         """``Reply.body`` replaces the generated body."""
         with StandIn([{"reply": {"body": {"custom": [1, 2]}}}]) as server:
             response = make_client(server).invoke_model(modelId=CLAUDE, body=claude_body())
-        assert json.loads(response["body"].read()) == {"custom": [1, 2]}
+            body = response["body"].read()  # while the server still runs: it closes on exit
+        assert json.loads(body) == {"custom": [1, 2]}
 
 
 class TestInvokeModelWithResponseStream:

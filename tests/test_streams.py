@@ -271,24 +271,30 @@ class TestStreamEnds:
         assert len(span.events) == len(received) + 1
 
     def test_read_timeout_mid_stream(self, capture, session, kind):
-        """The server stalls mid-stream: ReadTimeoutError for the caller, ERROR span."""
+        """The server stalls mid-stream: the caller gets the untraced error, ERROR span."""
         messages = kind.messages(4)
-        with loopback() as server:
-            server.add(
-                Script(
-                    [(0, b"".join(messages[:2])), (3, b"".join(messages[2:]))],
-                    headers={"content-type": "application/vnd.amazon.eventstream"},
+        outcomes = []
+        for target in (make_session(), session):  # untraced, then traced
+            with loopback() as server:
+                server.add(
+                    Script(
+                        [(0, b"".join(messages[:2])), (3, b"".join(messages[2:]))],
+                        headers={"content-type": "application/vnd.amazon.eventstream"},
+                    )
                 )
-            )
-            client = session.client(
-                "bedrock-runtime",
-                endpoint_url=server.url,
-                config=Config(read_timeout=0.5, retries={"total_max_attempts": 1}),
-            )
-            stream = kind.call(client)[kind.key]
-            with pytest.raises((ReadTimeoutError, urllib3.exceptions.ReadTimeoutError)):
-                for _event in stream:
-                    pass
+                client = target.client(
+                    "bedrock-runtime",
+                    endpoint_url=server.url,
+                    config=Config(read_timeout=0.5, retries={"total_max_attempts": 1}),
+                )
+                received: list[Any] = []
+                stream = kind.call(client)[kind.key]
+                with pytest.raises(
+                    (ReadTimeoutError, urllib3.exceptions.ReadTimeoutError)
+                ) as raised:
+                    received.extend(stream)  # extend keeps what came before the error
+                outcomes.append((received, type(raised.value)))
+        assert outcomes[0] == outcomes[1]
         settle()  # a read that fails without the service saying so waits for a close()
         (span,) = capture.spans
         assert span.status.status_code == SpanStatusCode.ERROR
