@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
 import secrets
 import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from bedrock_trace.standin._answer import _Answer
+from bedrock_trace.standin._answer import _Answer, _estimate_tokens
 from bedrock_trace.standin._converse import _converse_content, _converse_events
 from bedrock_trace.standin._wire import _JsonObject
 
@@ -28,6 +30,8 @@ def _dialect(model_id: str, body: Mapping[str, Any]) -> str:
     """The body format to answer invoke_model in: by model id, else by the request's shape."""
     base = _base_model(model_id)
     for prefix, dialect in (
+        ("amazon.titan-embed", "titan-embed"),
+        ("cohere.embed", "cohere-embed"),
         ("anthropic.", "anthropic"),
         ("amazon.nova", "nova"),
         ("amazon.titan-text", "titan"),
@@ -256,7 +260,59 @@ def _llama_chunks(answer: _Answer) -> list[_JsonObject]:
     return chunks
 
 
-def _invoke_body(dialect: str, answer: _Answer, model_id: str) -> _JsonObject:
+# Embedding models (model-parameters-titan-embed-text, model-parameters-embed): a vector per
+# text, the same for the same text (derived from its SHA-256), so tests can compare replies.
+_EMBEDDING_DIMENSIONS: Final = 1024
+
+
+def _vector(text: str, dimensions: int, normalize: bool) -> list[float]:
+    seed = hashlib.sha256(text.encode("utf-8")).digest()
+    values: list[float] = []
+    block = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(seed + block.to_bytes(4, "big")).digest()
+        values.extend((byte - 127.5) / 127.5 for byte in digest)
+        block += 1
+    del values[dimensions:]
+    norm = math.sqrt(sum(v * v for v in values)) if normalize else 1.0
+    return [round(v / (norm or 1.0), 6) for v in values]
+
+
+def _dimensions(body: Mapping[str, Any]) -> int:
+    value = body.get("dimensions")
+    return value if isinstance(value, int) and 1 <= value <= 8192 else _EMBEDDING_DIMENSIONS
+
+
+def _titan_embedding_body(body: Mapping[str, Any]) -> _JsonObject:
+    """Sample: {"embedding": [0.01, ...], "inputTextTokenCount": 3}."""
+    text = body.get("inputText")
+    text = text if isinstance(text, str) else ""
+    normalize = body.get("normalize", True) is not False
+    return {
+        "embedding": _vector(text, _dimensions(body), normalize),
+        "inputTextTokenCount": _estimate_tokens(len(text)),
+    }
+
+
+def _cohere_embedding_body(body: Mapping[str, Any]) -> _JsonObject:
+    """Sample: {"id": "...", "embeddings": [[...], ...], "texts": [...],
+    "response_type": "embeddings_floats"}."""
+    texts = [text for text in body.get("texts") or () if isinstance(text, str)]
+    return {
+        "id": secrets.token_hex(16),
+        "embeddings": [_vector(text, _EMBEDDING_DIMENSIONS, True) for text in texts],
+        "texts": texts,
+        "response_type": "embeddings_floats",
+    }
+
+
+def _invoke_body(
+    dialect: str, answer: _Answer, model_id: str, body: Mapping[str, Any] | None = None
+) -> _JsonObject:
+    if dialect == "titan-embed":
+        return _titan_embedding_body(body or {})
+    if dialect == "cohere-embed":
+        return _cohere_embedding_body(body or {})
     if dialect == "nova":
         return _nova_body(answer)
     if dialect == "titan":

@@ -38,7 +38,7 @@ def _json_document(route: _Route, body: Any, view: _View, answer: _Answer) -> An
     if route.operation == "count_tokens":
         return {"inputTokens": answer.input_tokens}
     model_id = route.model_id or ""
-    return _invoke_body(_dialect(model_id, _mapping(body)), answer, model_id)
+    return _invoke_body(_dialect(model_id, _mapping(body)), answer, model_id, _mapping(body))
 
 
 def _usage_headers(answer: _Answer) -> dict[str, str]:
