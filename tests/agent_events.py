@@ -13,7 +13,19 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+import botocore.session
+
 from bedrock_trace.testing import event_message
+
+#: Whether the installed botocore's model has ``FlowTrace.nodeDependencyTrace`` (an agent's
+#: trace inside a flow node). An older botocore (the oldest supported one among them) drops
+#: that member when it parses a flow trace event, so there is nothing of it to trace.
+NODE_DEPENDENCY_TRACE = "nodeDependencyTrace" in (
+    botocore.session.get_session()
+    .get_service_model("bedrock-agent-runtime")
+    .shape_for("FlowTrace")
+    .members
+)
 
 AGENT_ID = "AGENT12345"
 ALIAS_ID = "ALIAS12345"

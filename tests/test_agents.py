@@ -116,6 +116,8 @@ class TestSamples:
             event_type, payload = _decode(message)
             shape = streams[stream].members[event_type]
             problems += _shape_mismatches(payload, shape, event_type)
+        if not E.NODE_DEPENDENCY_TRACE:  # a member of newer botocore models only
+            problems = [p for p in problems if "nodeDependencyTrace" not in p]
         assert problems == []
 
 
@@ -719,10 +721,15 @@ class TestKnowledgeBases:
         assert span.outputs == {"results": results}
 
 
+# The agent's own trace inside the flow's agent node (FlowTrace.nodeDependencyTrace).
+AGENT_IN_NODE = [("orchestration", "CHAIN", [(E.MODEL, "LLM", [])])]
+
+
 class TestFlows:
     """invoke_flow: a WORKFLOW span with one span per node."""
 
     def test_flow_nodes(self, capture, agent_client, agent_http):
+        """One CHAIN span per node; an agent's trace inside a node nests under it."""
         agent_http.add_stream(FLOW_RUN)
         response = agent_client.invoke_flow(
             flowIdentifier="FLOW123456",
@@ -743,7 +750,7 @@ class TestFlows:
             SpanType.WORKFLOW,
             [
                 ("FlowInputNode", "CHAIN", []),
-                ("Agent", "CHAIN", [("orchestration", "CHAIN", [(E.MODEL, "LLM", [])])]),
+                ("Agent", "CHAIN", AGENT_IN_NODE if E.NODE_DEPENDENCY_TRACE else []),
                 ("FlowOutputNode", "CHAIN", []),
             ],
         )
@@ -753,7 +760,8 @@ class TestFlows:
         (agent_node,) = [s for s in spans if s.name == "Agent"]
         assert agent_node.inputs == {"agentInputText": "hi"}
         assert agent_node.outputs == {"agentResponse": "Yes."}
-        assert root.attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 6
+        if E.NODE_DEPENDENCY_TRACE:  # the usage comes from the agent's trace inside the node
+            assert root.attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 6
 
 
 class TestRegistration:

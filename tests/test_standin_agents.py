@@ -33,6 +33,8 @@ from bedrock_trace.standin import (
     StandIn,
 )
 
+from .agent_events import NODE_DEPENDENCY_TRACE
+
 ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1})
 AGENT = "AGENT12345"
 ALIAS = "TSTALIASID"
@@ -40,6 +42,8 @@ KB = "KBEXAMPLE1"
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 MODEL_ARN = f"arn:aws:bedrock:us-east-1::foundation-model/{CLAUDE}"
 QUESTION = "What does the travel policy say about flights to Paris?"
+
+
 MODEL = botocore.session.get_session().get_service_model("bedrock-agent-runtime")
 
 
@@ -696,6 +700,11 @@ class TestWireFormat:
         _headers, data = raw_post(server, "/agents/inline-1", body)
         assert_stream_matches_model("InvokeInlineAgentResponse", "completion", data)
 
+    @pytest.mark.skipif(
+        not NODE_DEPENDENCY_TRACE,
+        reason="checked against a current botocore model: an older one (the oldest supported "
+        "botocore) lacks flow trace members added since, which botocore drops when parsing",
+    )
     def test_knowledge_base_and_flow_bodies_are_in_the_service_model(self, server):
         """retrieve, retrieve_and_generate, rerank bodies; the two streams' events."""
         configuration = {
