@@ -167,4 +167,6 @@ class TestFirstHour:
         assert Path(command[0]).is_absolute()
         with _ui(command, elsewhere) as url:
             traces = _traces(url)
-        assert sorted(len(trace) for trace in traces) == [1, 1, 4], json.dumps(traces)
+        # The demo's four traces: basic and streaming (one span each), the tool-using agent
+        # (four), the Bedrock Agent with a knowledge base (its tree of eleven).
+        assert sorted(len(trace) for trace in traces) == [1, 1, 4, 11], json.dumps(traces)
