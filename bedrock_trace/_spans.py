@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 from mlflow.entities import NoOpSpan, SpanEvent
 
+from bedrock_trace import _fast_path
 from bedrock_trace import _keys as K
 from bedrock_trace._chat import converse_with_images
 from bedrock_trace._guard import Guard
@@ -55,11 +56,29 @@ def start(
     )
     if isinstance(span, NoOpSpan):
         return None  # tracing is disabled (mlflow.tracing.disable()) or not set up
+    fast = _fast_path.path()
+    if fast is not None:
+        with _guard_set:
+            texts, through_mlflow = fast.texts(span, attributes, fast.inputs_key, inputs)
+            otel_span: Any = span._span
+            otel_span.set_attributes(texts)
+            if through_mlflow:
+                span.set_inputs(inputs)
+        return span
     with _guard_set:
         span.set_attributes(dict(attributes))
     with _guard_set:
         span.set_inputs(inputs)
     return span
+
+
+def add_event(span: Any, name: str, attributes: Mapping[str, Any]) -> None:
+    """Add a span event now (as ``span.add_event(SpanEvent(name, attributes=...))``)."""
+    fast = _fast_path.path()
+    if fast is not None:
+        fast.add_event(span, name, attributes)
+    else:
+        span.add_event(SpanEvent(name, attributes=dict(attributes)))  # type: ignore[abstract]
 
 
 def end(
@@ -85,16 +104,34 @@ def end(
                     *earlier,
                     *(kind for kind in attributes[K.TRUNCATED] if kind not in earlier),
                 ]
+    fast = _fast_path.path()
+    if fast is not None:
         with _guard_set:
-            span.set_attributes(attributes)
-    if outputs is not _UNSET:
-        with _guard_set:
-            span.set_outputs(outputs)
+            if outputs is _UNSET:
+                texts, through_mlflow = fast.texts(span, attributes or {})
+            else:
+                texts, through_mlflow = fast.texts(
+                    span, attributes or {}, fast.outputs_key, outputs
+                )
+            if texts:
+                span._span.set_attributes(texts)
+            if through_mlflow:
+                span.set_outputs(outputs)
+    else:
+        if attributes:
+            with _guard_set:
+                span.set_attributes(attributes)
+        if outputs is not _UNSET:
+            with _guard_set:
+                span.set_outputs(outputs)
     if getattr(span, "_attachments", None):  # MLflow's table of this span's attachments
         with _guard_set:
             _show_images(span, outputs)
     with _guard_end:
-        span.end(status=status, end_time_ns=end_time_ns)
+        if fast is not None:
+            fast.finish(span, status, end_time_ns)
+        else:
+            span.end(status=status, end_time_ns=end_time_ns)
     # MLflow's end() swallows its own failures before ending the OpenTelemetry span; end that
     # span directly then, so the trace is exported rather than held back for an hour.
     otel_span = getattr(span, "_span", None)

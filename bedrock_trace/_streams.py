@@ -113,7 +113,7 @@ class StreamState:
         if record:
             self.recorded += 1
             text = event_text(self.config, text or "")
-            self.span.add_event(SpanEvent(name, attributes={"json": text}))  # type: ignore[abstract]
+            _spans.add_event(self.span, name, {"json": text})
         else:
             self.dropped += 1
 

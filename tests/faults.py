@@ -3,9 +3,10 @@
 MLflow's spans wrap the OpenTelemetry spans its tracer provider creates. The provider here
 carries a span processor that, for each Bedrock span it sees start, makes one operation of
 that span instance raise: attribute writes of the inputs or outputs (what MLflow's
-``set_inputs`` / ``set_outputs`` do), ``add_event``, or ``end`` (the first call fails without
-ending the span). Span creation itself fails through the tracer. Only objects this provider
-creates are touched; no class, module or botocore object is changed.
+``set_inputs`` / ``set_outputs`` do; alone, or in one ``set_attributes`` call as the fast path
+writes them), ``add_event``, or ``end`` (the first call fails without ending the span). Span
+creation itself fails through the tracer. Only objects this provider creates are touched; no
+class, module or botocore object is changed.
 """
 
 from __future__ import annotations
@@ -31,14 +32,21 @@ class _FaultInjector(SpanProcessor):
             return
         provider, fault = self._provider, self._provider.fault
         real_set_attribute, real_add_event, real_end = span.set_attribute, span.add_event, span.end
+        real_set_attributes = span.set_attributes
+        faulty = {
+            "set_inputs": SpanAttributeKey.INPUTS,
+            "set_outputs": SpanAttributeKey.OUTPUTS,
+        }.get(fault)
 
         def set_attribute(key: str, value: Any) -> None:
-            if (fault, key) in (
-                ("set_inputs", SpanAttributeKey.INPUTS),
-                ("set_outputs", SpanAttributeKey.OUTPUTS),
-            ):
+            if key == faulty:
                 provider.fire(f"set_attribute({key})")
             real_set_attribute(key, value)
+
+        def set_attributes(attributes: Any) -> None:
+            if faulty in attributes:
+                provider.fire(f"set_attributes({faulty})")
+            real_set_attributes(attributes)
 
         def add_event(*args: Any, **kwargs: Any) -> None:
             if fault == "add_event":
@@ -55,7 +63,8 @@ class _FaultInjector(SpanProcessor):
                 provider.fire("end")
             real_end(*args, **kwargs)
 
-        span.set_attribute, span.add_event, span.end = set_attribute, add_event, end
+        span.set_attribute, span.set_attributes = set_attribute, set_attributes
+        span.add_event, span.end = add_event, end
 
 
 class _FaultyTracer:
