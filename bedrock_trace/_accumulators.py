@@ -22,13 +22,17 @@ from bedrock_trace._payload import json_safe
 Recorded = tuple[str, "str | None", bool]
 
 
+# json.dumps(value, separators=(",", ":")), without building an encoder for every event.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def _dumps(value: Any, include_binary: bool) -> str:
     # Almost every payload is plain JSON: let the C encoder try first, and walk the value for
     # binary content and other types only when it refuses.
     try:
-        return json.dumps(value, separators=(",", ":"))
+        return _COMPACT.encode(value)
     except (TypeError, ValueError):
-        return json.dumps(json_safe(value, include_binary), separators=(",", ":"))
+        return _COMPACT.encode(json_safe(value, include_binary))
 
 
 # Stream payloads come from the network: every field is checked before use, never assumed.
@@ -271,7 +275,7 @@ class ChunkAccumulator:
             return decoded_text
         if metrics is not None:
             safe = {**safe, INVOCATION_METRICS: metrics}
-        return json.dumps(safe, separators=(",", ":"))
+        return _COMPACT.encode(safe)
 
     def build(self) -> Any:
         body = self.builder.build()

@@ -8,6 +8,7 @@ records the decoded body and never guesses token counts.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -365,6 +366,11 @@ def family_of(model_id: Any) -> Family:
     """The body family for a model id in any form; the generic reading when unknown."""
     if not isinstance(model_id, str):
         return _GENERIC
+    return _family_of(model_id)
+
+
+@functools.lru_cache(maxsize=512)  # an application uses a handful of model ids
+def _family_of(model_id: str) -> Family:
     base = _base_model_id(model_id)
     for key in _FAMILY_KEYS:
         if base.startswith(key):

@@ -221,6 +221,10 @@ def decode_json_body(
     except RecursionError:
         reason = "body is nested too deeply to decode"
     else:
+        if len(raw) < MIN_BASE64_CHARS and len(raw) < 2 * _MAX_DEPTH:
+            # No string in it is long enough to be binary content, nor is it nested deeply
+            # enough to be cut: json_safe would return it unchanged.
+            return decoded, None
         return json_safe(decoded, include_binary, base64_strings=True), None
     if isinstance(raw, str):
         return truncate(raw, max_raw_chars), reason

@@ -10,7 +10,8 @@ separate guarded steps, and checks after ``end`` that the span really ended.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import mlflow
@@ -72,13 +73,17 @@ def start(
     return span
 
 
-def add_event(span: Any, name: str, attributes: Mapping[str, Any]) -> None:
-    """Add a span event now (as ``span.add_event(SpanEvent(name, attributes=...))``)."""
+def event_adder(span: Any) -> Callable[[str, Mapping[str, Any]], None]:
+    """``add(name, attributes)``: adds a span event to ``span`` now, as
+    ``span.add_event(SpanEvent(name, attributes=attributes))`` would."""
     fast = _fast_path.path()
     if fast is not None:
-        fast.add_event(span, name, attributes)
-    else:
+        return functools.partial(fast.add_event, span)
+
+    def add(name: str, attributes: Mapping[str, Any]) -> None:
         span.add_event(SpanEvent(name, attributes=dict(attributes)))  # type: ignore[abstract]
+
+    return add
 
 
 def end(

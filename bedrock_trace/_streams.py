@@ -60,6 +60,7 @@ class StreamState:
     __slots__ = (
         "__weakref__",
         "accumulator",
+        "add_event",
         "config",
         "dropped",
         "ended",
@@ -92,6 +93,7 @@ class StreamState:
         self.start_ns: int = span.start_time_ns
         self.first_output_ns: int | None = None
         self.limit = event_limit(config)
+        self.add_event = _spans.event_adder(span)
         #: a read that failed without the service saying so, while its span waits (see fail)
         self.read_error: BaseException | None = None
         reaper.track(self)
@@ -113,7 +115,7 @@ class StreamState:
         if record:
             self.recorded += 1
             text = event_text(self.config, text or "")
-            _spans.add_event(self.span, name, {"json": text})
+            self.add_event(name, {"json": text})
         else:
             self.dropped += 1
 

@@ -46,7 +46,7 @@ ONE_ATTEMPT = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 _VARIABLE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # request ids
     r"|(?<![0-9a-f])[0-9a-f]{12,}(?![0-9a-f])"  # trace, span, tool use and session ids
-    r'|"latencyMs": \d+'  # measured by the stand-in
+    r'|[A-Za-z]*[Ll]atency[A-Za-z]*[\\"]*: ?\d+'  # measured (in outputs and in event JSON)
     r"|mlflow-attachment://[^\"\\s]*"  # attachment references hold the trace id
 )
 _TIMES = ("time_to_first_token", "latency", "eventTime", "duration", "TimeNs")
