@@ -24,6 +24,9 @@ Four configurations run the same workload:
     each stream event recorded as botocore yields it, span ended after): a minimal tracer
     that maps nothing. Informative: how much of the gap between a real tracer and the floor
     is interleaving MLflow's work with botocore's (colder caches, more garbage collection).
+``otel_botocore``, ``openinference``, ``openllmetry``
+    informative: the OpenTelemetry-based peers, each into a TracerProvider of its own (see
+    ``bench/peers.py``); present only where installed (``bench/requirements-peers.txt``).
 
 Every workload is checked once (:meth:`Bench.check`) before it is timed: each configuration
 produces exactly the spans it should, and nothing else does.
@@ -31,16 +34,18 @@ produces exactly the spans it should, and nothing else does.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 import mlflow
+import peers as P
 import urllib3
 from botocore.awsrequest import AWSResponse
 from mlflow.entities import SpanEvent
@@ -58,7 +63,7 @@ BEDROCK_TRACE = "bedrock_trace"
 AUTOLOG = "autolog"
 FLOOR = "floor"
 FLOOR_IN_SITU = "floor_in_situ"
-CONFIGS: tuple[str, ...] = (UNTRACED, BEDROCK_TRACE, AUTOLOG, FLOOR, FLOOR_IN_SITU)
+CONFIGS: tuple[str, ...] = (UNTRACED, BEDROCK_TRACE, AUTOLOG, FLOOR, FLOOR_IN_SITU, *P.NAMES)
 
 REGION = "us-east-1"
 CLAUDE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -463,6 +468,31 @@ class Clients:
     autolog: Any
     untraced_s3: Any
     traced_s3: Any
+    peers: list[P.Peer] = field(default_factory=list)
+    #: peer name -> why it is absent
+    missing_peers: dict[str, str] = field(default_factory=dict)
+
+    def check_isolation(self) -> None:
+        """Each client is instrumented by its own tracer only (peers: see ``bench/peers.py``).
+
+        Raises:
+            RuntimeError: a client is patched by a tracer of another configuration.
+        """
+        mistakes = []
+        if _patched(self.untraced) or _patched(self.traced):
+            mistakes.append("autolog patched a client created before it was enabled")
+        others = (self.untraced, self.traced, self.untraced_s3, self.traced_s3, self.autolog)
+        if any(c is not None and P.instance_patched(c) for c in others):
+            mistakes.append("a peer replaced methods of a plain, registered or autolog client")
+        for peer in self.peers:
+            if _patched(peer.client):
+                mistakes.append(f"autolog patched the {peer.name} client")
+            if P.instance_patched(peer.client) != peer.per_client:
+                mistakes.append(f"{peer.name} did not instrument its client as expected")
+        if P.class_patched():
+            mistakes.append("a class-level peer is instrumented outside its batches")
+        if mistakes:
+            raise RuntimeError("; ".join(mistakes))
 
 
 def _patched(client: Any) -> bool:
@@ -470,16 +500,19 @@ def _patched(client: Any) -> bool:
     return hasattr(type(client).converse, "__wrapped__")
 
 
-def make_clients(with_autolog: bool = True) -> Clients:
-    """Create the clients: plain and registered ones first, then autolog's.
+def make_clients(with_autolog: bool = True, peers: Sequence[str] = ()) -> Clients:
+    """Create the clients: plain and registered ones first, then the peers', then autolog's.
 
     ``mlflow.bedrock.autolog()`` patches ``ClientCreator.create_client`` and, through it, the
     class of every bedrock-runtime client created afterwards; botocore builds a new class per
     client, so clients created before it stay unpatched. Autolog's client comes from a
-    session that is never registered with bedrock_trace.
+    session that is never registered with bedrock_trace. The peers' clients come before it
+    (see ``bench/peers.py``), and autolog's is created where no peer's ``create_client``
+    wrapper acts.
 
     Args:
         with_autolog: also enable autolog and create its client (else ``autolog`` is None).
+        peers: the OpenTelemetry peers wanted (those not installed are listed as missing).
 
     Raises:
         RuntimeError: the clients are not kept apart as intended.
@@ -492,17 +525,21 @@ def make_clients(with_autolog: bool = True) -> Clients:
     traced_s3 = traced_session.client("s3")
     if _patched(untraced) or _patched(traced):
         raise RuntimeError("autolog is already enabled: the plain clients would be patched")
+    loaded = P.load(lambda: make_session().client("bedrock-runtime"), peers)
     autolog = None
     if with_autolog:
         import mlflow.bedrock  # only this configuration needs it
 
         mlflow.bedrock.autolog(silent=True)
-        autolog = autolog_session.client("bedrock-runtime")
+        with P.creating_unobserved():
+            autolog = autolog_session.client("bedrock-runtime")
         if not _patched(autolog):
             raise RuntimeError("autolog did not patch its client")
-        if _patched(untraced) or _patched(traced):
-            raise RuntimeError("autolog patched a client created before it was enabled")
-    return Clients(untraced, traced, autolog, untraced_s3, traced_s3)
+    clients = Clients(
+        untraced, traced, autolog, untraced_s3, traced_s3, loaded.peers, loaded.missing
+    )
+    clients.check_isolation()
+    return clients
 
 
 def fixed_responses(stream_sizes: Sequence[int]) -> dict[str, Any]:
@@ -543,9 +580,10 @@ class Bench:
     """Clients, fixed responses and every workload, ready to be timed.
 
     Args:
-        capture: the in-memory trace destination shared by every configuration.
+        capture: the in-memory trace destination shared by every configuration (MLflow's).
         stream_sizes: events per stream for the streaming workloads.
         with_autolog: include the autolog configuration.
+        peers: the OpenTelemetry peers to include where installed (``bench/peers.py``).
     """
 
     def __init__(
@@ -554,13 +592,15 @@ class Bench:
         stream_sizes: Sequence[int] = (100, 5000),
         *,
         with_autolog: bool = True,
+        peers: Sequence[str] = (),
     ) -> None:
         self.capture = capture
-        self.clients = make_clients(with_autolog)
+        self.clients = make_clients(with_autolog, peers)
+        self.peers = {peer.name: peer for peer in self.clients.peers}
         self.responses = fixed_responses(stream_sizes)
         c = self.clients
         bedrock_ops = ("Converse", "InvokeModel", "ConverseStream", "InvokeModelWithResponseStream")
-        for client in (c.untraced, c.traced, c.autolog):
+        for client in (c.untraced, c.traced, c.autolog, *(p.client for p in c.peers)):
             if client is None:
                 continue
             for op in bedrock_ops:
@@ -606,6 +646,8 @@ class Bench:
             w.calls[BEDROCK_TRACE] = w.call_with(c.traced)
             if c.autolog is not None:
                 w.calls[AUTOLOG] = w.call_with(c.autolog)
+            for peer in c.peers:
+                w.calls[peer.name] = w.call_with(peer.client)
         s3 = Workload("s3_list_buckets", "S3 list_buckets, registered session", "list_buckets", {})
         s3.calls[UNTRACED] = s3.call_with(c.untraced_s3)
         s3.calls[BEDROCK_TRACE] = s3.call_with(c.traced_s3)
@@ -625,13 +667,42 @@ class Bench:
             self.responses["ConverseStream"].size = workload.events
             self.responses["InvokeModelWithResponseStream"].size = workload.events
 
+    @contextlib.contextmanager
+    def batch(self, config: str) -> Iterator[None]:
+        """Around a batch of calls of ``config``: its peer's instrumentation, then clean up.
+
+        A class-level peer is instrumented for its own batches only; every other batch first
+        checks that no class is left wrapped. Afterwards every destination is emptied.
+
+        Raises:
+            RuntimeError: a class-level peer is instrumented outside its own batch.
+        """
+        peer = self.peers.get(config)
+        if P.class_patched():
+            raise RuntimeError(f"{config}: a class-level peer is still instrumented")
+        if peer is not None:
+            peer.enter()
+        try:
+            yield
+        finally:
+            if peer is not None:
+                peer.exit()
+            self.clear()
+
+    def clear(self) -> None:
+        """Empty every destination: MLflow's capture and each peer's exporter."""
+        self.capture.clear()
+        for peer in self.peers.values():
+            peer.clear()
+
     def check(self) -> None:
         """Run every workload once per configuration, check its spans, build its floor.
 
         Each traced configuration must produce exactly one finished span, named as the
-        workload says, and the untraced configuration none (S3: none at all). The floor of
-        each workload is built from the span bedrock_trace recorded (see :class:`FloorSpec`)
-        and checked the same way.
+        workload says (a peer: as that peer names it, in its own provider), and nothing
+        anywhere else; the untraced configuration none (S3: none at all). The floor of each
+        workload is built from the span bedrock_trace recorded (see :class:`FloorSpec`) and
+        checked the same way.
 
         Raises:
             RuntimeError: a configuration traced what it should not, or not what it should.
@@ -639,28 +710,32 @@ class Bench:
         for w in self.workloads:
             self.prepare(w)
             for config in w.configs:
-                spans = self._spans_of(w.calls[config])
-                traced = config != UNTRACED and w.name != "s3_list_buckets"
-                self._expect(w, config, spans, 1 if traced else 0)
-                if config == BEDROCK_TRACE and traced:
+                spans = self._spans_of(w, config)
+                if config == BEDROCK_TRACE and w.span_name is not None:
                     spec = self._floor_spec(w, spans[0])
                     w.calls[FLOOR] = floor_call(spec)
                     w.calls[FLOOR_IN_SITU] = floor_in_situ_call(spec, w, self.clients.untraced)
             for config in (FLOOR, FLOOR_IN_SITU):
                 if config in w.calls:
-                    self._expect(w, config, self._spans_of(w.calls[config]), 1)
-        self.capture.clear()
+                    self._spans_of(w, config)
+        self.clear()
 
-    def _spans_of(self, call: Call) -> list[Any]:
-        self.capture.clear()
-        call()
-        return self.capture.spans
-
-    @staticmethod
-    def _expect(w: Workload, config: str, spans: list[Any], count: int) -> None:
-        names = [span.name for span in spans]
-        if names != [w.span_name] * count:
-            raise RuntimeError(f"{w.name}/{config}: expected {count} {w.span_name}; got {names}")
+    def _spans_of(self, w: Workload, config: str) -> list[Any]:
+        """Run one call of ``config``, check every destination; MLflow's spans of the call."""
+        self.clear()
+        with self.batch(config):
+            w.calls[config]()
+            expected = {"mlflow": [], **{name: [] for name in self.peers}}
+            if config in self.peers and w.span_name is not None:
+                expected[config] = [self.peers[config].span_name(w.method, w.kwargs["modelId"])]
+            elif config != UNTRACED and w.span_name is not None:
+                expected["mlflow"] = [w.span_name]
+            spans = self.capture.spans
+            got = {"mlflow": [span.name for span in spans]}
+            got.update((name, peer.span_names()) for name, peer in self.peers.items())
+        if got != expected:
+            raise RuntimeError(f"{w.name}/{config}: expected spans {expected}; got {got}")
+        return spans
 
     def _floor_spec(self, w: Workload, span: Any) -> FloorSpec:
         attributes = span.attributes
