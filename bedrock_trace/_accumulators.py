@@ -137,9 +137,16 @@ class ConverseAccumulator:
         return name, _dumps(payload, self.include_binary) if text else None, content
 
     def apply(self, name: str, payload: Any) -> bool:
-        if not isinstance(payload, Mapping):
+        if type(payload) is not dict and not isinstance(payload, Mapping):
             self.unknown.append({name: payload})
             return False
+        if name == "contentBlockDelta":  # nearly every event
+            delta = payload.get("delta")
+            if type(delta) is dict and len(delta) == 1 and type(delta.get("text")) is str:
+                self._block(payload).text.append(delta["text"])
+            elif isinstance(delta, Mapping):
+                self._delta(self._block(payload), delta)
+            return True
         if name == "messageStart":
             self.role = _text(payload.get("role")) or self.role
             return False
@@ -149,11 +156,6 @@ class ConverseAccumulator:
             if isinstance(start, Mapping) and start:
                 kind, value = next(iter(start.items()))
                 block.kind, block.start = str(kind), dict(_dict(value))
-            return True
-        if name == "contentBlockDelta":
-            delta = payload.get("delta")
-            if isinstance(delta, Mapping):
-                self._delta(self._block(payload), delta)
             return True
         if name == "contentBlockStop":
             return False

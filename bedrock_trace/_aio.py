@@ -54,9 +54,13 @@ class TracedAioEventStream(StreamWrapper, AioEventStream):  # type: ignore[misc]
     async def _bt_events(self) -> AsyncIterator[Any]:
         state = self._bt_state
         try:
+            on_event = state.on_event
             async for event in self._bt_stream:
-                with _guard_event:
-                    state.on_event(event)
+                try:
+                    on_event(event)
+                except BaseException as error:
+                    if not _guard_event.contained(error):
+                        raise
                 yield event
         except GeneratorExit:
             with _guard_final:

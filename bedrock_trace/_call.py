@@ -71,10 +71,7 @@ def open_span(
         attributes[K.REGION] = region
     attributes.update(extra)
     span_type = op.span_type(inputs)  # from the full inputs, before content controls
-    size_hint = (
-        len(wire) + 256 if isinstance(wire, (bytes, bytearray)) and op.body_key is None else None
-    )
-    recorded = prepare(call.config, "inputs", inputs, attributes, size_hint)
+    recorded = prepare(call.config, "inputs", inputs, attributes)
     metadata = op.trace_metadata(params) if op.trace_metadata is not None else None
     span = _spans.start(op.span_name, span_type, recorded, attributes, root_metadata=metadata)
     if span is None:
@@ -216,11 +213,8 @@ def end_ok(call: Call, outputs: Any, attributes: dict[str, Any]) -> None:
         return
     call.ended = True
     recorded: Any = None
-    wire = call.response_wire
     try:
-        recorded = prepare(
-            call.config, "outputs", outputs, attributes, len(wire) + 256 if wire else None
-        )
+        recorded = prepare(call.config, "outputs", outputs, attributes)
     finally:
         _spans.end(call.span, status=SpanStatusCode.OK, outputs=recorded, attributes=attributes)
 

@@ -18,9 +18,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from bedrock_trace import _attachments
 from bedrock_trace import _keys as K
 from bedrock_trace._config import TraceConfig
+from bedrock_trace._fast_path import plain_json
 from bedrock_trace._guard import Guard
 from bedrock_trace._keys import CHAT_MESSAGES, CHAT_TOOLS
 
@@ -128,19 +131,36 @@ def _mapping_chars(item: Mapping[Any, Any], stack: list[Any], budget: int) -> in
     return total
 
 
-def _cap(value: Any, limit: int, size_hint: int | None) -> tuple[Any, bool]:
-    # size_hint: the size of the payload on the wire. Kept for callers; not trusted as a bound
-    # (numbers and binary placeholders can take more room recorded than on the wire).
-    if _upper_chars(value, limit) <= limit:
-        return value, False  # surely within the cap: no need to serialise twice
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) <= limit:
-        return value, False
+@attrs.frozen
+class Payload:
+    """Span inputs or outputs as they may be recorded, with their JSON text when it was made
+    (``json.dumps(value, ensure_ascii=False)``: what MLflow stores for plain JSON)."""
+
+    value: Any
+    text: str | None = None
+
+
+def _cap(value: Any, limit: int) -> tuple[Any, bool, str | None]:
+    # Plain JSON (almost always) is serialised once: its exact size, and the text the span
+    # stores. Anything else is measured, and serialised only when it may be over the cap.
+    text = plain_json(value)
+    if text is None:
+        if _upper_chars(value, limit) <= limit:
+            return value, False, None
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        if len(text) <= limit:
+            return value, False, None
+    elif len(text) <= limit:
+        return value, False, text
     preview = _preview(text, limit)
-    return {
-        K.TRUNCATED: {"original_chars": len(text), "kept_chars": len(preview)},
-        "preview": preview,
-    }, True
+    return (
+        {
+            K.TRUNCATED: {"original_chars": len(text), "kept_chars": len(preview)},
+            "preview": preview,
+        },
+        True,
+        None,
+    )
 
 
 def _preview(text: str, limit: int) -> str:
@@ -154,17 +174,19 @@ def _preview(text: str, limit: int) -> str:
     return preview
 
 
-def record(
-    config: TraceConfig, kind: str, value: Any, size_hint: int | None = None
-) -> tuple[Any, bool]:
+def record(config: TraceConfig, kind: str, value: Any) -> tuple[Any, bool]:
     """The form of ``value`` that may be recorded; True when it was truncated.
 
     Args:
         kind: ``"inputs"``, ``"outputs"``, ``"event"`` or ``"messages"``, passed to the hook.
-        size_hint: an upper bound of the JSON size of ``value``, if one is known.
     """
+    value, truncated, _text = _record(config, kind, value)
+    return value, truncated
+
+
+def _record(config: TraceConfig, kind: str, value: Any) -> tuple[Any, bool, str | None]:
     if value is None:
-        return None, False
+        return None, False, None
     if not config.capture_content:
         value = metadata_only(value)
     if config.redact is not None:
@@ -172,12 +194,11 @@ def record(
         with _guard_redact:
             redacted = config.redact(kind, value)
         value = redacted
-        size_hint = None  # the hook may have made it bigger
     cut = False
     if config.include_binary:  # binary content kept in full: attachments where MLflow can
         value, cut = _attachments.attach(value, kind, config.max_payload_chars)
-    value, truncated = _cap(value, config.max_payload_chars, size_hint)
-    return value, truncated or cut
+    value, truncated, text = _cap(value, config.max_payload_chars)
+    return value, truncated or cut, text
 
 
 def event_text(config: TraceConfig, text: str) -> str:
@@ -192,15 +213,9 @@ def event_text(config: TraceConfig, text: str) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def prepare(
-    config: TraceConfig,
-    kind: str,
-    value: Any,
-    attributes: dict[str, Any],
-    size_hint: int | None = None,
-) -> Any:
+def prepare(config: TraceConfig, kind: str, value: Any, attributes: dict[str, Any]) -> Payload:
     """``record`` for span inputs or outputs, noting truncation, and the chat messages too."""
-    value, truncated = record(config, kind, value, size_hint)
+    value, truncated, text = _record(config, kind, value)
     if truncated and kind not in attributes.get(K.TRUNCATED, ()):
         attributes[K.TRUNCATED] = [*attributes.get(K.TRUNCATED, ()), kind]
     # The chat attributes carry content too: the same controls apply to them.
@@ -211,4 +226,4 @@ def prepare(
                 attributes[key], _ = record(config, key_kind, content)
             else:
                 del attributes[key]
-    return value
+    return Payload(value, text)

@@ -27,7 +27,7 @@ import importlib.util
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -90,6 +90,16 @@ _TRIGGERS = (
 _PLAIN = json.JSONEncoder(ensure_ascii=False)
 
 
+def plain_json(value: Any) -> str | None:
+    """``json.dumps(value, ensure_ascii=False)``, which is what MLflow stores for plain JSON;
+    None when ``value`` is not plain JSON (MLflow's encoder would have to convert something).
+    """
+    try:
+        return _PLAIN.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
 def _names(function: Any) -> frozenset[str]:
     return frozenset(function.__code__.co_names)
 
@@ -114,9 +124,17 @@ class FastPath:
     default_log_level: Any
 
     def texts(
-        self, span: Any, attributes: Mapping[str, Any], key: str | None = None, value: Any = None
+        self,
+        span: Any,
+        attributes: Mapping[str, Any],
+        key: str | None = None,
+        value: Any = None,
+        text: str | None = None,
     ) -> tuple[dict[str, str], bool]:
         """The attributes and ``value`` (under ``key``, if given) as MLflow would store them.
+
+        Args:
+            text: ``plain_json(value)``, if it was made already.
 
         Returns:
             the texts, in the order the public API sets them, and whether ``value`` must still
@@ -125,10 +143,10 @@ class FastPath:
         texts = {name: self.text(item) for name, item in attributes.items()}
         if key is None:
             return texts, False
-        try:
-            text = _PLAIN.encode(value)
-        except (TypeError, ValueError, RecursionError):  # not plain JSON: MLflow decides
-            return texts, True
+        if text is None:
+            text = plain_json(value)
+            if text is None:  # MLflow's encoder decides
+                return texts, True
         if self.base64 and any(t in text for t in _TRIGGERS) and span._should_extract_base64():
             return texts, True
         texts[key] = text
@@ -136,10 +154,8 @@ class FastPath:
 
     def text(self, value: Any) -> str:
         """One attribute value as MLflow stores it."""
-        try:
-            return _PLAIN.encode(value)
-        except (TypeError, ValueError, RecursionError):
-            return str(self.dump(value))
+        text = plain_json(value)
+        return str(self.dump(value)) if text is None else text
 
     def finish(self, span: Any, status: str, end_time_ns: int | None) -> None:
         """``LiveSpan.end(status=status)``'s remaining steps, in its order."""
@@ -154,14 +170,20 @@ class FastPath:
         self.apply_span_processors(span)
         span._span.end(end_time=end_time_ns)
 
-    def add_event(self, span: Any, name: str, attributes: Mapping[str, Any]) -> None:
-        """``LiveSpan.add_event(SpanEvent(name, attributes=...))`` without the SpanEvent."""
-        if name == "exception" and self.event_level:
-            from mlflow.entities import SpanEvent
+    def event_adder(self, span: Any) -> Callable[[str, Mapping[str, Any]], None]:
+        """``add(name, attributes)``: ``span.add_event(SpanEvent(name, attributes=...))``
+        without the SpanEvent (the same timestamp: SpanEvent's default)."""
+        add_otel_event, now, event_level = span._span.add_event, time.time, self.event_level
 
-            span.add_event(SpanEvent(name, attributes=dict(attributes)))  # type: ignore[abstract]
-            return
-        span._span.add_event(name, attributes, int(time.time() * 1e9))
+        def add(name: str, attributes: Mapping[str, Any]) -> None:
+            if name == "exception" and event_level:  # MLflow raises the span's log level
+                from mlflow.entities import SpanEvent
+
+                span.add_event(SpanEvent(name, attributes=dict(attributes)))  # type: ignore[abstract]
+                return
+            add_otel_event(name, attributes, int(now() * 1e9))
+
+        return add
 
 
 _ABSENT: Any = object()

@@ -10,7 +10,6 @@ separate guarded steps, and checks after ``end`` that the span really ended.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from mlflow.entities import NoOpSpan, SpanEvent
 from bedrock_trace import _fast_path
 from bedrock_trace import _keys as K
 from bedrock_trace._chat import converse_with_images
+from bedrock_trace._content import Payload
 from bedrock_trace._guard import Guard
 
 _guard_start = Guard("span start")
@@ -57,10 +57,11 @@ def start(
     )
     if isinstance(span, NoOpSpan):
         return None  # tracing is disabled (mlflow.tracing.disable()) or not set up
+    inputs, text = _unwrap(inputs)
     fast = _fast_path.path()
     if fast is not None:
         with _guard_set:
-            texts, through_mlflow = fast.texts(span, attributes, fast.inputs_key, inputs)
+            texts, through_mlflow = fast.texts(span, attributes, fast.inputs_key, inputs, text)
             otel_span: Any = span._span
             otel_span.set_attributes(texts)
             if through_mlflow:
@@ -78,7 +79,7 @@ def event_adder(span: Any) -> Callable[[str, Mapping[str, Any]], None]:
     ``span.add_event(SpanEvent(name, attributes=attributes))`` would."""
     fast = _fast_path.path()
     if fast is not None:
-        return functools.partial(fast.add_event, span)
+        return fast.event_adder(span)
 
     def add(name: str, attributes: Mapping[str, Any]) -> None:
         span.add_event(SpanEvent(name, attributes=dict(attributes)))  # type: ignore[abstract]
@@ -109,15 +110,15 @@ def end(
                     *earlier,
                     *(kind for kind in attributes[K.TRUNCATED] if kind not in earlier),
                 ]
+    outputs, text = _unwrap(outputs)
     fast = _fast_path.path()
     if fast is not None:
         with _guard_set:
             if outputs is _UNSET:
                 texts, through_mlflow = fast.texts(span, attributes or {})
             else:
-                texts, through_mlflow = fast.texts(
-                    span, attributes or {}, fast.outputs_key, outputs
-                )
+                key = fast.outputs_key
+                texts, through_mlflow = fast.texts(span, attributes or {}, key, outputs, text)
             if texts:
                 span._span.set_attributes(texts)
             if through_mlflow:
@@ -143,6 +144,13 @@ def end(
     if otel_span is not None and otel_span.is_recording():
         with _guard_end:
             otel_span.end(end_time=end_time_ns)
+
+
+def _unwrap(payload: Any) -> tuple[Any, str | None]:
+    """A value to record and its JSON text, if known (see ``_content.Payload``)."""
+    if isinstance(payload, Payload):
+        return payload.value, payload.text
+    return payload, None
 
 
 def _show_images(span: Any, outputs: Any) -> None:

@@ -68,6 +68,7 @@ class StreamState:
         "first_output_ns",
         "limit",
         "lock",
+        "plain_events",
         "read_error",
         "recorded",
         "span",
@@ -94,6 +95,8 @@ class StreamState:
         self.first_output_ns: int | None = None
         self.limit = event_limit(config)
         self.add_event = _spans.event_adder(span)
+        #: event texts are recorded as they are, up to the size cap (see event_text)
+        self.plain_events = config.capture_content and config.redact is None
         #: a read that failed without the service saying so, while its span waits (see fail)
         self.read_error: BaseException | None = None
         reaper.track(self)
@@ -114,7 +117,9 @@ class StreamState:
             self.first_output_ns = time.time_ns()
         if record:
             self.recorded += 1
-            text = event_text(self.config, text or "")
+            text = text or ""
+            if not self.plain_events or len(text) > self.config.max_payload_chars:
+                text = event_text(self.config, text)
             self.add_event(name, {"json": text})
         else:
             self.dropped += 1
@@ -287,9 +292,13 @@ class TracedEventStream(StreamWrapper, EventStream):  # type: ignore[type-arg]
     def _bt_events(self) -> Iterator[Any]:
         state = self._bt_state
         try:
+            on_event = state.on_event
             for event in self._bt_stream:
-                with _guard_event:
-                    state.on_event(event)
+                try:
+                    on_event(event)
+                except BaseException as error:
+                    if not _guard_event.contained(error):
+                        raise
                 yield event
         except GeneratorExit:
             # The caller broke off and the iterator was closed (often by the garbage
