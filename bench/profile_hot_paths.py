@@ -4,12 +4,14 @@
     python bench/profile_hot_paths.py --label after --out after.json   # a run, kept as JSON
     python bench/profile_hot_paths.py --compare before.json after.json --docs
 
-For each workload of ``bench/workloads.py``, calls of the ``bedrock_trace`` and ``untraced``
-configurations run under cProfile in interleaved batches. A function's self time counts for the
-package of its file (botocore includes boto3 and urllib3; other is everything else: the bench's
-code, the in-memory trace destination ``bedrock_trace/testing.py``). The standard library's and
-built-ins' self time (``json``, ``dict.get``) counts for the code that called them, split by what
-cProfile recorded per caller. A package's overhead is its traced minus its untraced time.
+For each workload of ``bench/workloads.py``, batches of ``bedrock_trace`` and ``untraced``
+calls alternate in rounds, each run once timed (thread CPU time) and once under cProfile. A
+function's self time counts for the package of its file (botocore includes boto3 and urllib3;
+other is the bench's code and the in-memory trace destination ``bedrock_trace/testing.py``);
+that of the standard library, built-ins and other libraries (``json``, ``dict.get``,
+``cachetools``) for the code that called them, split by cProfile's per-caller times. A
+package's overhead is the median over rounds of its traced minus its untraced time.
+docs/benchmarks.md ("Profile") says how to read the numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import platform
 import pstats
 import statistics
@@ -53,7 +56,8 @@ NOBODY: Func = ("", 0, "(no caller)")
 
 
 def place(filename: str) -> tuple[str | None, str]:
-    """(group, module path) of a file; the group is None for the standard library and built-ins."""
+    """(group, module path) of a file; no group for the standard library, built-ins and the
+    libraries of no group (``cachetools``, ``typing_extensions``): they work for their caller."""
     path = Path(filename)
     if filename.startswith(OURS):
         module = "bedrock_trace/" + path.relative_to(OURS).as_posix()
@@ -61,19 +65,20 @@ def place(filename: str) -> tuple[str | None, str]:
     for packages in ("site-packages", "dist-packages"):
         if packages in path.parts[:-1]:
             rest = path.parts[path.parts.index(packages) + 1 :]
-            return PACKAGES.get(rest[0], "other"), "/".join(rest)
+            return PACKAGES.get(rest[0]), "/".join(rest)
     if filename in ("", "~") or filename.startswith(("<", STDLIB)):
         return None, filename
     return "other", path.name
 
 
 def owned_time(stats: dict[Func, Any]) -> dict[Func, float]:
-    """Seconds per function of a package: its self time and that of the stdlib it called."""
+    """Seconds per function of a group: its self time and that of the code of no group it
+    called, split by cProfile's per-caller times (through chains of such calls too)."""
     memo: dict[Func, dict[Func, float]] = {}
 
-    def owners(func: Func) -> dict[Func, float]:  # a stdlib function: whom it works for, how much
+    def owners(func: Func) -> dict[Func, float]:  # code of no group: whom it works for, how much
         if func not in memo:
-            memo[func] = {}  # a cycle of stdlib calls adds nothing to itself
+            memo[func] = {}  # a cycle of such calls adds nothing to itself
             callers = {c: edge[2] for c, edge in stats[func][4].items() if c != func}
             total, out = sum(callers.values()), defaultdict[Func, float](float)
             for caller, seconds in callers.items():
@@ -157,17 +162,18 @@ def measure(bench: W.Bench, name: str, calls: int, rounds: int) -> dict[str, Any
 
 
 def code_version() -> str:
-    """The commit of the profiled package, ``+changes`` when its files differ from it."""
+    """The last commit that changed the profiled package, ``+changes`` if its files differ."""
     git = ("git", "-C", OURS)
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    diff = subprocess.run([*git, "status", "--porcelain", "."], capture_output=True, text=True)
-    return (head.stdout.strip() or "unknown") + ("+changes" if diff.stdout.strip() else "")
+    last = subprocess.run([*git, "log", "-1", "--format=%h", "--", "."], capture_output=True)
+    diff = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True)
+    return (last.stdout.decode().strip() or "unknown") + ("+changes" if diff.stdout else "")
 
 
 def profile_run(label: str, quick: bool) -> dict[str, Any]:
     W.isolate_from_machine_config()
     packages = ("mlflow-tracing", "opentelemetry-sdk", "botocore")
     run: dict[str, Any] = {"label": label, "code": code_version(), "quick": quick}
+    run["load"] = os.getloadavg()[0]  # the machine's load average (1 min) at the start
     run["versions"] = {"Python": platform.python_version()} | {
         package: metadata.version(package) for package in packages
     }
@@ -189,28 +195,27 @@ def render(runs: Sequence[dict[str, Any]]) -> str:
         versions = ", ".join(f"{name} {version}" for name, version in run["versions"].items())
         calls = ", ".join(str(w["calls"]) for w in run["workloads"].values())
         quick = " (quick)" if run["quick"] else ""
-        out.append(f"- **{run['label']}**{quick}: code {run['code']}, {versions}; calls: {calls}")
+        out.append(
+            f"- **{run['label']}**{quick}: package at {run['code']}, {versions}; calls: {calls}"
+        )
+        out[-1] += f"; load average at the start: {run['load']:.1f}"
     out += ["", "| workload | run | overhead | profiled | " + " | ".join(GROUPS) + " |"]
     out.append("|---|---|---:|---:|" + "---:|" * len(GROUPS))
     for name in WORKLOADS:
         for run in (run for run in runs if name in run["workloads"]):
-            w, split = run["workloads"][name], run["workloads"][name]["split"]
+            w = run["workloads"][name]
+            split, cpu = w["split"], w["split"]["cpu"]
             total = sum(split[group] for group in GROUPS)
-            cells = " | ".join(f"{split[g]:,.0f} ({split[g] / total:.0%})" for g in GROUPS)
-            profiled = f"{total:,.0f}" + (
-                f" ({total / split['cpu']:.1f}x)" if split["cpu"] > 0 else ""
-            )
-            out.append(
-                f"| {w['title']} | {run['label']} | {split['cpu']:,.0f} | {profiled} | {cells} |"
-            )
+            profiled = f"{total:,.0f}" + (f" ({total / cpu:.1f}x)" if cpu > 0 else "")
+            cells = [f"{split[g]:,.0f} ({split[g] / total:.0%})" for g in GROUPS]
+            row = [w["title"], run["label"], f"{cpu:,.0f}", profiled, *cells]
+            out.append("| " + " | ".join(row) + " |")
     for run in runs:
         out += ["", f"Top functions by profiled µs per call, run {run['label']}:", ""]
         out += ["| workload | bedrock_trace | MLflow |", "|---|---|---|"]
         for w in run["workloads"].values():
-            ours, mlflow = (
-                ", ".join(f"`{f}` {us:,.1f}" for f, us in w["top"][g]) for g in GROUPS[:2]
-            )
-            out.append(f"| {w['title']} | {ours} | {mlflow} |")
+            tops = [", ".join(f"`{f}` {us:,.1f}" for f, us in w["top"][g]) for g in GROUPS[:2]]
+            out.append(f"| {w['title']} | {tops[0]} | {tops[1]} |")
     return "\n".join(out) + "\n"
 
 
