@@ -239,14 +239,14 @@ class ChunkAccumulator:
 
     def add(self, event: Mapping[str, Any], text: bool = True) -> Recorded:
         """Take one stream event; its JSON text is the chunk's own bytes, decoded."""
-        chunk = event.get("chunk") if isinstance(event, Mapping) else None
-        raw = chunk.get("bytes") if isinstance(chunk, Mapping) else None
-        if not isinstance(raw, (bytes, bytearray)):
+        chunk = event.get("chunk") if type(event) is dict or isinstance(event, Mapping) else None
+        raw = chunk.get("bytes") if type(chunk) is dict or isinstance(chunk, Mapping) else None
+        if type(raw) is not bytes and not isinstance(raw, (bytes, bytearray)):
             # Not a chunk: a future event type. Recorded as it came, kept in the output.
             name = next(iter(event), "unknown") if isinstance(event, Mapping) else "unknown"
             self.unknown.append(event)
             return str(name), _dumps(event, self.include_binary) if text else None, False
-        decoded_text = bytes(raw).decode("utf-8", errors="replace")
+        decoded_text = (raw if type(raw) is bytes else bytes(raw)).decode("utf-8", errors="replace")
         try:
             decoded = json.loads(decoded_text)
         except (ValueError, RecursionError):
@@ -331,6 +331,15 @@ class _AnthropicBuilder:
 
     def add(self, chunk: dict[str, Any]) -> bool:
         kind = chunk.get("type")
+        if kind == "content_block_delta":
+            # Nearly every chunk: a text delta of a block already started.
+            index, delta = chunk.get("index"), chunk.get("delta")
+            if type(delta) is dict and delta.get("type") == "text_delta" and type(index) is int:
+                text = delta.get("text")
+                parts = self.parts.get((index, "text"))
+                if type(text) is str and parts is not None and index in self.blocks:
+                    parts.append(text)
+                    return True
         if kind == "message_start":
             message = _dict(chunk.get("message"))
             self.message.update({k: v for k, v in message.items() if k != "content"})
