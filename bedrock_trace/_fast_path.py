@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import json.encoder
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -88,6 +89,8 @@ _TRIGGERS = (
 # Serialises plain JSON exactly as MLflow's encoder does (its ``default`` is never reached) and
 # raises TypeError on anything else, which then takes MLflow's own path.
 _PLAIN = json.JSONEncoder(ensure_ascii=False)
+# What _PLAIN.encode does with a str and with an int, without its other checks.
+_encode_str = json.encoder.encode_basestring
 
 
 def plain_json(value: Any) -> str | None:
@@ -154,6 +157,11 @@ class FastPath:
 
     def text(self, value: Any) -> str:
         """One attribute value as MLflow stores it."""
+        kind = type(value)
+        if kind is str:  # most attributes: what the encoder itself does with a str
+            return _encode_str(value)
+        if kind is int:
+            return int.__repr__(value)
         text = plain_json(value)
         return str(self.dump(value)) if text is None else text
 
