@@ -77,7 +77,7 @@ def open_span(
     if span is None:
         return
     call.span, call.inputs = span, inputs
-    reaper.start()  # cheap when running; restarts it in a forked child
+    reaper.ensure_started()  # one comparison when running; restarts it in a forked child
     _probe.check_tracking_server()  # once per tracking URI, in the background
 
 

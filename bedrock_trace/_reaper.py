@@ -58,6 +58,16 @@ class _Reaper:
         self._open: weakref.WeakSet[Any] = weakref.WeakSet()
         self._open_lock = threading.Lock()
 
+    def ensure_started(self) -> None:
+        """``start()``, at the cost of one comparison when this process started the thread.
+
+        For every traced call: the thread never stops on its own (its loop contains every
+        error), so having started it in this process is enough; after ``fork`` the child's
+        process id differs and ``start`` runs.
+        """
+        if self._pid != _process.pid:
+            self.start()
+
     def start(self) -> None:
         """Start the thread if this process has none running (also after ``fork``)."""
         thread = self._thread
@@ -136,6 +146,20 @@ class _Reaper:
 def _end_at_exit(state: Endable, end_time_ns: int) -> None:
     state.end(reason=EXIT_REASON, end_time_ns=end_time_ns)
 
+
+class _Process:
+    """This process's id, kept current across ``fork`` without a system call per read."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+
+    def forked(self) -> None:
+        self.pid = os.getpid()
+
+
+_process = _Process()
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork to follow
+    os.register_at_fork(after_in_child=_process.forked)
 
 reaper = _Reaper()
 

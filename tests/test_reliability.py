@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import threading
 
 import mlflow
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bedrock_trace
+from bedrock_trace._reaper import reaper
 from bedrock_trace.testing import (
     HttpStub,
     capture_traces,
@@ -242,3 +244,41 @@ class TestTrackingServerUnavailable:
                 finally:
                     mlflow.tracing.reset()
                     mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+class TestFork:
+    """A forked child gets its own reaper thread at its first traced call."""
+
+    def test_the_child_starts_its_own_reaper(self, capture, client, stubber):
+        bedrock_trace.register(client)
+        stubber.add_response("converse", converse_response("parent"))
+        client.converse(modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": "a"}]}])
+        parent_thread = reaper._thread
+        assert parent_thread is not None
+        assert parent_thread.is_alive()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, then leave without running the parent's exit code
+            status = 1
+            try:
+                threads_before = reaper._thread is not None and reaper._thread.is_alive()
+                stubber.add_response("converse", converse_response("child"))
+                client.converse(
+                    modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": "b"}]}]
+                )
+                started = reaper._thread is not None and reaper._thread.is_alive()
+                os.write(write, json.dumps([threads_before, started, reaper._pid]).encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(read) as pipe:
+            threads_before, started, child_reaper_pid = json.loads(pipe.read())
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not threads_before  # threads do not survive fork
+        assert started
+        assert child_reaper_pid == pid
+        assert reaper._thread is parent_thread
+        assert reaper._pid == os.getpid()
