@@ -174,8 +174,12 @@ CASES: dict[str, tuple[Scenario, dict[str, Any], Any]] = {
 }
 
 
-def run_case(case: str) -> list[list[dict[str, Any]]]:
-    """The stored traces of one case of :data:`CASES`, in the order they ended."""
+def run_case(case: str, span_processors: list[Any] | None = None) -> list[list[dict[str, Any]]]:
+    """The stored traces of one case of :data:`CASES`, in the order they ended.
+
+    Args:
+        span_processors: passed to ``mlflow.tracing.configure`` for the run.
+    """
     scenario, config, rules = CASES[case]
     session = _session()
     with StandIn(scenario=rules) as server:
@@ -185,7 +189,7 @@ def run_case(case: str) -> list[list[dict[str, Any]]]:
                 "bedrock-runtime", endpoint_url=server.endpoint_url, config=ONE_ATTEMPT
             )
             agents = session.client("bedrock-agent-runtime", endpoint_url=server.endpoint_url)
-            with capture_traces() as capture:
+            with capture_traces() as capture, mlflow.tracing.configure(span_processors):
                 scenario(runtime, agents)
                 bedrock_trace.testing.flush()
                 return [stored(trace) for trace in capture.traces]

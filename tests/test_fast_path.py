@@ -17,12 +17,14 @@ from bedrock_trace import _fast_path
 from tests.stored_traces import CASES, run_case
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, fast: bool, case: str) -> list[list[dict[str, Any]]]:
+def _run(
+    monkeypatch: pytest.MonkeyPatch, fast: bool, case: str, span_processors: Any = None
+) -> list[list[dict[str, Any]]]:
     monkeypatch.setenv(_fast_path.ENV_SWITCH, "1" if fast else "0")
     _fast_path.reset()
     try:
         assert (_fast_path.path() is not None) is fast
-        return run_case(case)
+        return run_case(case, span_processors)
     finally:
         monkeypatch.delenv(_fast_path.ENV_SWITCH)
         _fast_path.reset()
@@ -51,3 +53,26 @@ def test_the_switch_turns_it_off(monkeypatch):
     finally:
         monkeypatch.delenv(_fast_path.ENV_SWITCH)
         _fast_path.reset()
+
+
+def _mark(span):
+    """A user's span processor: reads what bedrock_trace wrote, adds an attribute."""
+    span.set_attribute("user.saw_outputs", span.outputs is not None)
+    span.set_attribute("user.status", str(span.status.status_code))
+
+
+def _broken(span):
+    raise RuntimeError("a user's span processor fails")
+
+
+@pytest.mark.parametrize("case", ["demo", "errors"])
+def test_user_span_processors_see_and_store_the_same(monkeypatch, case):
+    """Processors configured with mlflow.tracing.configure run where LiveSpan.end runs them:
+    after the outputs and status are set, before the span ends; one that raises changes
+    nothing else."""
+    public = _run(monkeypatch, False, case, [_broken, _mark])
+    fast = _run(monkeypatch, True, case, [_broken, _mark])
+    marks = [dict(span["attributes"]).get("user.saw_outputs") for trace in fast for span in trace]
+    assert marks
+    assert all(mark is not None for mark in marks)  # every span went through the processors
+    assert fast == public
