@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -445,6 +448,41 @@ class TestThrottle:
             client = make_client(server)
             with pytest.raises(client.exceptions.ThrottlingException):
                 client.converse_stream(modelId=NOVA, messages=user("x"))
+
+
+class TestClientsThatLeave:
+    """A client dropping its keep-alive connection is not an error of the stand-in."""
+
+    def test_a_reset_connection_logs_no_error(self, server, caplog):
+        """An abrupt close (a TCP reset, as a client closing with unread bytes sends) while the
+        stand-in waits for the connection's next request is logged at DEBUG, not as an error."""
+        caplog.set_level(logging.DEBUG, logger="bedrock_trace.standin")
+        host, port = server.endpoint_url.removeprefix("http://").split(":")
+        before = {t for t in threading.enumerate() if "process_request" in t.name}
+        body = json.dumps({"messages": user("hi")}).encode()
+        request = (
+            b"POST /model/m/converse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(request)
+            reply = conn.makefile("rb")
+            assert reply.readline().startswith(b"HTTP/1.1 200")
+            headers = {}
+            while (line := reply.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            reply.read(int(headers["content-length"]))  # the connection stays open: keep-alive
+            reply.close()
+            assert headers.get("connection", "").lower() != "close"
+            # SO_LINGER with a zero timeout: close() sends a reset instead of a FIN.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        for thread in threading.enumerate():
+            if "process_request" in thread.name and thread not in before:
+                thread.join(10)  # the connection's handler has seen the reset and ended
+        errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert errors == []
+        assert any("closed the connection abruptly" in r.getMessage() for r in caplog.records)
 
 
 class TestServiceError:

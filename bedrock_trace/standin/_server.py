@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import types
@@ -71,6 +72,12 @@ class _Server(ThreadingHTTPServer):
     standin: StandIn
 
     def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client may drop a keep-alive connection abruptly (a reset when it closes with
+        # unread bytes, e.g. a stream it stopped reading): that is the client leaving, not an
+        # error of the stand-in.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            _log.debug("Bedrock stand-in: %s closed the connection abruptly", client_address)
+            return
         # socketserver would print to stderr; an unexpected error is a bug worth a traceback.
         _log.exception("Bedrock stand-in: error while handling a request from %s", client_address)
 
