@@ -18,12 +18,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
 from bedrock_trace import _attachments
 from bedrock_trace import _keys as K
 from bedrock_trace._config import TraceConfig
-from bedrock_trace._fast_path import plain_json
+from bedrock_trace._fast_path import Payload, json_text
 from bedrock_trace._guard import Guard
 from bedrock_trace._keys import CHAT_MESSAGES, CHAT_TOOLS
 
@@ -131,19 +129,10 @@ def _mapping_chars(item: Mapping[Any, Any], stack: list[Any], budget: int) -> in
     return total
 
 
-@attrs.frozen
-class Payload:
-    """Span inputs or outputs as they may be recorded, with their JSON text when it was made
-    (``json.dumps(value, ensure_ascii=False)``: what MLflow stores for plain JSON)."""
-
-    value: Any
-    text: str | None = None
-
-
 def _cap(value: Any, limit: int) -> tuple[Any, bool, str | None]:
     # Plain JSON (almost always) is serialised once: its exact size, and the text the span
     # stores. Anything else is measured, and serialised only when it may be over the cap.
-    text = plain_json(value)
+    text = json_text(value)
     if text is None:
         if _upper_chars(value, limit) <= limit:
             return value, False, None
@@ -223,7 +212,10 @@ def prepare(config: TraceConfig, kind: str, value: Any, attributes: dict[str, An
         content = attributes.get(key)
         if content is not None:
             if config.capture_content:
-                attributes[key], _ = record(config, key_kind, content)
+                recorded, _, recorded_text = _record(config, key_kind, content)
+                attributes[key] = (
+                    recorded if recorded_text is None else Payload(recorded, recorded_text)
+                )
             else:
                 del attributes[key]
     return Payload(value, text)

@@ -93,7 +93,7 @@ _PLAIN = json.JSONEncoder(ensure_ascii=False)
 _encode_str = json.encoder.encode_basestring
 
 
-def plain_json(value: Any) -> str | None:
+def json_text(value: Any) -> str | None:
     """``json.dumps(value, ensure_ascii=False)``, which is what MLflow stores for plain JSON;
     None when ``value`` is not plain JSON (MLflow's encoder would have to convert something).
     """
@@ -101,6 +101,16 @@ def plain_json(value: Any) -> str | None:
         return _PLAIN.encode(value)
     except (TypeError, ValueError, RecursionError):
         return None
+
+
+@attrs.frozen
+class Payload:
+    """Span inputs or outputs (or a chat attribute) as they may be recorded, with their JSON
+    text when it was made (``json.dumps(value, ensure_ascii=False)``: what MLflow stores for
+    plain JSON), so that the span does not serialise them a second time."""
+
+    value: Any
+    json_text: str | None = None
 
 
 def _names(function: Any) -> frozenset[str]:
@@ -137,7 +147,7 @@ class FastPath:
         """The attributes and ``value`` (under ``key``, if given) as MLflow would store them.
 
         Args:
-            text: ``plain_json(value)``, if it was made already.
+            text: ``json_text(value)``, if it was made already.
 
         Returns:
             the texts, in the order the public API sets them, and whether ``value`` must still
@@ -147,7 +157,7 @@ class FastPath:
         if key is None:
             return texts, False
         if text is None:
-            text = plain_json(value)
+            text = json_text(value)
             if text is None:  # MLflow's encoder decides
                 return texts, True
         if self.base64 and any(t in text for t in _TRIGGERS) and span._should_extract_base64():
@@ -162,7 +172,9 @@ class FastPath:
             return _encode_str(value)
         if kind is int:
             return int.__repr__(value)
-        text = plain_json(value)
+        if kind is Payload:  # content serialised already, when its size was measured
+            return value.json_text or self.text(value.value)
+        text = json_text(value)
         return str(self.dump(value)) if text is None else text
 
     def finish(self, span: Any, status: str, end_time_ns: int | None) -> None:

@@ -19,7 +19,7 @@ from mlflow.entities import NoOpSpan, SpanEvent
 from bedrock_trace import _fast_path
 from bedrock_trace import _keys as K
 from bedrock_trace._chat import converse_with_images
-from bedrock_trace._content import Payload
+from bedrock_trace._fast_path import Payload
 from bedrock_trace._guard import Guard
 
 _guard_start = Guard("span start")
@@ -68,7 +68,7 @@ def start(
                 span.set_inputs(inputs)
         return span
     with _guard_set:
-        span.set_attributes(dict(attributes))
+        span.set_attributes(_values(attributes))
     with _guard_set:
         span.set_inputs(inputs)
     return span
@@ -126,7 +126,7 @@ def end(
     else:
         if attributes:
             with _guard_set:
-                span.set_attributes(attributes)
+                span.set_attributes(_values(attributes))
         if outputs is not _UNSET:
             with _guard_set:
                 span.set_outputs(outputs)
@@ -149,8 +149,16 @@ def end(
 def _unwrap(payload: Any) -> tuple[Any, str | None]:
     """A value to record and its JSON text, if known (see ``_content.Payload``)."""
     if isinstance(payload, Payload):
-        return payload.value, payload.text
+        return payload.value, payload.json_text
     return payload, None
+
+
+def _values(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes for MLflow's public API: the values of any ``Payload``."""
+    return {
+        key: value.value if isinstance(value, Payload) else value
+        for key, value in attributes.items()
+    }
 
 
 def _show_images(span: Any, outputs: Any) -> None:
