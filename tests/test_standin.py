@@ -25,7 +25,12 @@ import mlflow
 import pytest
 import urllib3
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionClosedError, EventStreamError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EventStreamError,
+    ResponseStreamingError,
+)
 from mlflow.entities import SpanType
 
 import bedrock_trace
@@ -41,6 +46,7 @@ from bedrock_trace.standin import (
     ToolUse,
     main,
 )
+from bedrock_trace.standin._server import _Handler
 
 CLAUDE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 NOVA = "amazon.nova-lite-v1:0"
@@ -1028,6 +1034,51 @@ class TestLifecycle:
         assert time.monotonic() - started < 5
         assert not thread.is_alive()
         assert errors  # the connection closed without an answer
+
+    def test_stop_lets_a_reply_being_written_finish(self, monkeypatch):
+        """A body already on its way reaches a client that reads it after stop(): stop waits
+        for a reply being written, with a pause between its headers and its body (a thread
+        switch there made an invoke_model body read after stop() come back empty)."""
+        send_head = _Handler.send_head
+
+        def slow_send_head(handler: _Handler, status: int, headers: Any) -> None:
+            send_head(handler, status, headers)
+            time.sleep(0.5)
+
+        monkeypatch.setattr(_Handler, "send_head", slow_send_head)
+        with StandIn() as server:
+            response = make_client(server).invoke_model(modelId=CLAUDE, body=claude_body("Hi"))
+            stream = make_client(server).converse_stream(modelId=NOVA, messages=user("streamed"))
+        body = json.loads(response["body"].read())
+        assert body["content"] == [{"type": "text", "text": "You said: Hi"}]
+        events = list(stream["stream"])
+        assert "messageStop" in events[-2]
+        assert "metadata" in events[-1]
+        deltas = [e["contentBlockDelta"]["delta"] for e in events if "contentBlockDelta" in e]
+        assert "".join(d["text"] for d in deltas) == "You said: streamed"
+
+    def test_stop_gives_up_on_a_reply_that_cannot_be_written(self, monkeypatch):
+        """A reply stuck in its write (a client that stopped reading) holds stop() for a
+        bounded grace period only; the connection is then closed."""
+        release = threading.Event()
+        send_head = _Handler.send_head
+
+        def stuck_send_head(handler: _Handler, status: int, headers: Any) -> None:
+            send_head(handler, status, headers)
+            release.wait(30)
+
+        monkeypatch.setattr(_Handler, "send_head", stuck_send_head)
+        monkeypatch.setattr(StandIn, "stop_grace", 0.5)
+        server = StandIn().start()
+        try:
+            response = make_client(server).invoke_model(modelId=CLAUDE, body=claude_body("Hi"))
+            started = time.monotonic()
+            server.stop()
+            assert time.monotonic() - started < 3
+        finally:
+            release.set()
+        with pytest.raises(ResponseStreamingError, match="Connection broken"):
+            response["body"].read()
 
     def test_environ_points_a_plain_client_at_the_stand_in(self, server, monkeypatch):
         """With environ() set, a client made without endpoint_url reaches the stand-in."""

@@ -115,12 +115,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         """Answer one request."""
+        standin = self._standin
+        standin._answering(self.connection, True)
         try:
-            self._standin._respond(self)
+            standin._respond(self)
         except OSError as exc:
             # The client went away (or we dropped it on purpose): nothing left to answer.
             _log.debug("Bedrock stand-in: connection ended: %s", exc)
             self.close_connection = True
+        finally:
+            standin._answering(self.connection, False)
 
     do_GET = do_PUT = do_DELETE = do_PATCH = do_POST
 
@@ -182,10 +186,12 @@ class StandIn:
         self._host = host
         self._port = port
         self._lock = threading.Lock()
+        self._answered_all = threading.Condition(self._lock)
         self._answered = [0] * len(self._scenario.rules)
         self._throttled = [0] * len(self._scenario.rules)
         self._requests: list[RecordedRequest] = []
         self._connections: set[socket.socket] = set()
+        self._busy: set[socket.socket] = set()
         self._connection_count = 0
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -211,14 +217,24 @@ class StandIn:
         _log.info("Bedrock stand-in listening on %s", self.endpoint_url)
         return self
 
+    #: Seconds :meth:`stop` waits for replies being written (a client that stopped reading can
+    #: hold a write); scripted delays do not count, :meth:`stop` interrupts them.
+    stop_grace = 5.0
+
     def stop(self) -> None:
-        """Stop serving and close every connection, idle keep-alive ones included."""
+        """Stop serving and close every connection, idle keep-alive ones included.
+
+        A reply already being written is finished first (within :attr:`stop_grace`), so a
+        client may read a body after the stand-in stopped, as it could from Bedrock; a scripted
+        delay is cut short and that request gets no answer.
+        """
         server, thread = self._server, self._thread
         if server is None:
             return
         self._stopping.set()
         server.shutdown()
         with self._lock:
+            self._answered_all.wait_for(lambda: not self._busy, self.stop_grace)
             connections = list(self._connections)
         for connection in connections:
             # Handler threads waiting for the next request on a kept-alive connection wake up
@@ -326,6 +342,14 @@ class StandIn:
     def _untrack(self, connection: socket.socket) -> None:
         with self._lock:
             self._connections.discard(connection)
+
+    def _answering(self, connection: socket.socket, busy: bool) -> None:
+        with self._lock:
+            if busy:
+                self._busy.add(connection)
+            else:
+                self._busy.discard(connection)
+                self._answered_all.notify_all()
 
     def _decide(
         self, operation: str, model_id: str | None, resource_id: str | None, view: _View
