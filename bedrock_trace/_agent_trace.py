@@ -139,6 +139,9 @@ class SpanTree:
         attributes: dict[str, Any] | None = None,
     ) -> Node:
         """Open a span that stays open while later events nest under it."""
+        # Inside the parent: an event's time is kept after the scope's start only, and the
+        # step a collaborator is called in may have started later than that.
+        t = min(max(t, parent.start_ns), self.read_ns)
         span = self._start(parent, name, span_type, inputs, dict(attributes or {}), t)
         node = Node(span, t, parent)
         parent.saw(t)

@@ -203,6 +203,34 @@ class TestAgentRun:
         for trace in capture.traces:
             check_full_run(trace.data.spans)
 
+    def test_a_collaborator_starts_inside_its_step(self, capture, agent_client, agent_http):
+        """A step opened at one event's time, then a collaborator called in it with an earlier
+        eventTime (a skewed clock): the collaborator's span starts when its step does, not
+        before. Hypothesis found this: the time was kept inside the agent's span only."""
+        future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+        step = {"traceId": "t-0", "text": "I will ask the refunds agent."}
+        call = {
+            "traceId": "t-0",
+            "invocationType": "AGENT_COLLABORATOR",
+            "agentCollaboratorInvocationInput": {
+                "agentCollaboratorName": "refunds",
+                "agentCollaboratorAliasArn": E.COLLABORATOR_ARN,
+                "input": {"type": "TEXT", "text": "Refundable?"},
+            },
+        }
+        messages = [
+            E._trace("orchestrationTrace", "rationale", step, ms=0, base=future),
+            E._trace("orchestrationTrace", "invocationInput", call, ms=0),  # 2020
+        ]
+        list(invoke(agent_client, agent_http, messages)["completion"])
+        by_id = {span.span_id: span for span in capture.spans}
+        (collaborator,) = [s for s in capture.spans if s.name == "refunds"]
+        assert by_id[collaborator.parent_id].name == "orchestration"
+        for span in capture.spans:
+            if (parent := by_id.get(span.parent_id)) is not None:
+                assert parent.start_time_ns <= span.start_time_ns <= span.end_time_ns
+                assert span.end_time_ns <= parent.end_time_ns
+
     def test_failure_trace_ends_its_step_with_error(self, capture, agent_client, agent_http):
         """failureTrace: the step is ERROR with the reason and code; the call itself is OK."""
         list(invoke(agent_client, agent_http, FAILURE_RUN)["completion"])
