@@ -106,8 +106,12 @@ class SpanTree:
     def at(self, value: Any, parent: Node) -> int:
         """An event's time (a datetime, or None for "when it was read") inside ``parent``."""
         t = time_ns(value)
-        t = self.read_ns if t is None else min(t, self.read_ns)
-        return max(t, parent.start_ns)
+        return self.inside(parent, self.read_ns if t is None else t)
+
+    def inside(self, parent: Node, t: int) -> int:
+        """``t`` kept inside ``parent``: not after the last read, and never before the parent
+        started (that wins if the clock went back)."""
+        return max(min(t, self.read_ns), parent.start_ns)
 
     # --- spans ----------------------------------------------------------------------------
 
@@ -139,9 +143,9 @@ class SpanTree:
         attributes: dict[str, Any] | None = None,
     ) -> Node:
         """Open a span that stays open while later events nest under it."""
-        # Inside the parent: an event's time is kept after the scope's start only, and the
-        # step a collaborator is called in may have started later than that.
-        t = min(max(t, parent.start_ns), self.read_ns)
+        # An event's time is kept inside its scope by at(); the step a collaborator is called
+        # in may have started later than that scope.
+        t = self.inside(parent, t)
         span = self._start(parent, name, span_type, inputs, dict(attributes or {}), t)
         node = Node(span, t, parent)
         parent.saw(t)
@@ -198,7 +202,7 @@ class SpanTree:
         status: Any = SpanStatusCode.OK,
     ) -> None:
         """A span with no children, started and ended at once (its output has arrived)."""
-        start = min(max(start, parent.start_ns), self.read_ns)
+        start = self.inside(parent, start)
         end = min(max(end, start), self.read_ns)
         span = self._start(parent, name, span_type, inputs, dict(attributes or {}), start)
         self._end(span, start, end, outputs, dict(end_attributes or {}), status)

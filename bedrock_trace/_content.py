@@ -213,9 +213,7 @@ def prepare(config: TraceConfig, kind: str, value: Any, attributes: dict[str, An
         if content is not None:
             if config.capture_content:
                 recorded, _, recorded_text = _record(config, key_kind, content)
-                attributes[key] = (
-                    recorded if recorded_text is None else Payload(recorded, recorded_text)
-                )
+                attributes[key] = Payload(recorded, recorded_text)
             else:
                 del attributes[key]
     return Payload(value, text)

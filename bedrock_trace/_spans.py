@@ -147,7 +147,7 @@ def end(
 
 
 def _unwrap(payload: Any) -> tuple[Any, str | None]:
-    """A value to record and its JSON text, if known (see ``_content.Payload``)."""
+    """A value to record and its JSON text, if known (see ``_fast_path.Payload``)."""
     if isinstance(payload, Payload):
         return payload.value, payload.json_text
     return payload, None
